@@ -1,0 +1,1 @@
+"""Turning files into chunks and keeping the index in step with them."""

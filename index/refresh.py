@@ -1,0 +1,234 @@
+"""Bring the index in line with the files: add new, replace changed, delete removed, skip bad.
+
+Invariants, whatever happens mid-run (an exception, `kill -9`, a bad file):
+- a document's new chunks are written before its stale chunks are deleted, and its record (content hash)
+  is written last, so every indexed document stays answerable and an interrupted update is simply redone
+  by the next run (chunk ids derive from source and text, so redoing it creates no duplicates);
+- text whose chunk is already stored is never passed to the embedding model again;
+- a file that cannot be read is reported and skipped, and its previous chunks (if any) are kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+from filelock import FileLock
+
+from index.chunking import chunk_document
+from index.loaders import SUPPORTED_SUFFIXES, load_document
+from index.types import Chunk, LoadError
+from rag.lexical import LexicalIndex
+from rag.store import DocumentRecord, VectorStore
+
+
+class IndexBusyError(RuntimeError):
+    """Another indexer holds the lock on this data dir."""
+
+
+class PassageEmbedder(Protocol):
+    def embed_documents(self, texts: list[str]) -> list[list[float]]: ...
+
+
+@dataclass
+class Progress:
+    """Reported after each file; front ends turn it into a bar or a status line."""
+
+    files_done: int
+    files_total: int
+    chunks_done: int
+    current: str
+
+
+@dataclass
+class RefreshReport:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    documents: int = 0
+    chunks: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    root: Path
+    path: Path
+
+    @property
+    def source(self) -> str:
+        return self.path.relative_to(self.root).as_posix()
+
+
+def discover(paths: Iterable[Path]) -> tuple[list[SourceFile], list[Path]]:
+    """Supported files under each path (a folder is walked, hidden entries skipped) and the roots scanned.
+
+    A file given directly has its parent folder as root; the roots bound which documents a refresh may
+    delete, so `rag index one.pdf` never removes the rest of the corpus.
+    """
+    files: list[SourceFile] = []
+    roots: list[Path] = []
+    for given in paths:
+        path = given.resolve()
+        if path.is_dir():
+            roots.append(path)
+            for found in sorted(path.rglob("*")):
+                relative = found.relative_to(path).parts
+                hidden = any(part.startswith(".") for part in relative)
+                if found.is_file() and found.suffix.lower() in SUPPORTED_SUFFIXES and not hidden:
+                    files.append(SourceFile(path, found))
+        else:
+            files.append(SourceFile(path.parent, path))
+    return files, roots
+
+
+def index_lock(data_dir: Path) -> FileLock:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return FileLock(data_dir / "index.lock", timeout=0)
+
+
+def documents_fingerprint(records: dict[str, DocumentRecord]) -> str:
+    """Identifies a document set; the lexical index records the one it was built from."""
+    digest = hashlib.sha256()
+    for source in sorted(records):
+        digest.update(f"{source}\x00{records[source].content_hash}\n".encode())
+    return digest.hexdigest()
+
+
+def build_lexical(store: VectorStore, records: dict[str, DocumentRecord]) -> LexicalIndex:
+    chunks = store.chunks()
+    return LexicalIndex.build(
+        [c.id for c in chunks], [c.source for c in chunks], [c.text for c in chunks], documents_fingerprint(records)
+    )
+
+
+class Refresher:
+    """One refresh run over a store; the embedder is called only for text the store does not hold."""
+
+    def __init__(
+        self,
+        store: VectorStore,
+        embedder: PassageEmbedder,
+        *,
+        chunk_size: int,
+        chunk_overlap: int,
+        on_progress: Callable[[Progress], None] | None = None,
+        after_write: Callable[[str], None] | None = None,
+        write_guard: Callable[[], AbstractContextManager] = nullcontext,
+    ):
+        self.store = store
+        self.embedder = embedder
+        self.chunk_size = chunk_size
+        self.chunk_overlap = chunk_overlap
+        self.on_progress = on_progress
+        # Test hook: called between writing a document's new chunks and deleting its stale ones.
+        self.after_write = after_write
+        # Held around each document's switch from old to new chunks, so readers never see it half done.
+        self.write_guard = write_guard
+
+    def run(self, paths: Sequence[Path], *, prune: bool = True) -> RefreshReport:
+        files, roots = discover(paths)
+        report = RefreshReport()
+        records = self.store.documents()
+        seen: set[str] = set()
+        chunks_done = 0
+        for number, file in enumerate(files, start=1):
+            source = file.source
+            if source in seen:
+                report.skipped.append(
+                    {"path": str(file.path), "reason": f"another file is already indexed as {source}"}
+                )
+                continue
+            seen.add(source)
+            outcome = self._refresh_file(file, records.get(source), report)
+            if outcome is not None:
+                records[source] = outcome
+                chunks_done += outcome.chunks
+            if self.on_progress:
+                self.on_progress(Progress(number, len(files), chunks_done, source))
+        if prune:
+            scanned = {str(root) for root in roots} | {str(f.root) for f in files}
+            for source, record in list(records.items()):
+                if source not in seen and record.root in scanned:
+                    self.store.delete(self.store.ids_for_source(source))
+                    self.store.delete_document(source)
+                    del records[source]
+                    report.deleted += 1
+        report.documents = len(records)
+        report.chunks = self.store.count()
+        return report
+
+    def _refresh_file(self, file: SourceFile, known: DocumentRecord | None, report: RefreshReport):
+        """Index one file; returns its new record, or None when it was skipped."""
+        try:
+            stat = file.path.stat()
+            if known and (known.size, known.mtime_ns, known.root) == (stat.st_size, stat.st_mtime_ns, str(file.root)):
+                report.unchanged += 1
+                return None
+            data = file.path.read_bytes()
+            content_hash = hashlib.sha256(data).hexdigest()
+            if known and known.content_hash == content_hash:
+                # Touched but not changed: remember the new stat so the next run skips it without reading.
+                record = _record(file, known.kind, known.title, content_hash, stat, known.chunks)
+                self.store.put_document(record)
+                report.unchanged += 1
+                return record
+            document = load_document(file.path, file.root)
+        except LoadError as error:
+            report.skipped.append({"path": str(file.path), "reason": error.reason})
+            return None
+        except OSError as error:
+            report.skipped.append({"path": str(file.path), "reason": f"cannot read: {error.strerror or error}"})
+            return None
+        chunks = chunk_document(document, self.chunk_size, self.chunk_overlap)
+        if not chunks:
+            report.skipped.append({"path": str(file.path), "reason": "no text to index"})
+            return None
+        record = _record(file, document.kind, document.title, content_hash, stat, len(chunks))
+        self._write(record, chunks)
+        if known:
+            report.updated += 1
+        else:
+            report.added += 1
+        return record
+
+    def _write(self, record: DocumentRecord, chunks: list[Chunk]) -> None:
+        """New chunks first (re-using stored vectors), then stale ones out, then the record."""
+        source = record.source
+        stale = self.store.ids_for_source(source)
+        stored = self.store.embeddings_for([c.id for c in chunks if c.id in stale])
+        missing = [c for c in chunks if c.id not in stored]
+        if missing:
+            fresh = self.embedder.embed_documents([c.text for c in missing])
+            stored.update({c.id: vector for c, vector in zip(missing, fresh, strict=True)})
+        with self.write_guard():
+            self.store.upsert(chunks, [stored[c.id] for c in chunks])
+            if self.after_write:
+                self.after_write(source)
+            self.store.delete(stale - {c.id for c in chunks})
+            self.store.put_document(record)
+
+
+def _record(file: SourceFile, kind: str, title: str, content_hash: str, stat: os.stat_result, chunks: int):
+    return DocumentRecord(
+        source=file.source,
+        root=str(file.root),
+        path=str(file.path),
+        content_hash=content_hash,
+        size=stat.st_size,
+        mtime_ns=stat.st_mtime_ns,
+        kind=kind,
+        title=title,
+        chunks=chunks,
+        indexed_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )

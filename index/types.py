@@ -1,0 +1,104 @@
+"""Plain data passed between loaders, chunking, the store and retrieval."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class LoadError(Exception):
+    """A file that cannot be indexed; `reason` is shown to the user next to its path."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Block:
+    """A structural unit of extracted text: `text[start:end]` of its document.
+
+    `heading_level` is 0 for body text and 1..6 for a heading; `page` is 1-based for PDF, else None.
+    """
+
+    start: int
+    end: int
+    heading_level: int = 0
+    page: int | None = None
+
+
+@dataclass
+class Document:
+    """One source file after extraction. Offsets in blocks and chunks index into `text`."""
+
+    source: str  # posix path relative to its corpus root
+    title: str
+    text: str
+    blocks: list[Block]
+    content_hash: str  # sha256 of the raw file bytes
+    kind: str  # "txt" | "md" | "html" | "pdf"
+    path: Path | None = None
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A retrievable passage; `document.text[start:end] == text`."""
+
+    source: str
+    title: str
+    text: str
+    start: int
+    end: int
+    index: int
+    heading_path: tuple[str, ...] = ()
+    page: int | None = None
+    content_hash: str = field(default="")
+    id: str = field(default="")
+
+    def __post_init__(self) -> None:
+        if not self.content_hash:
+            object.__setattr__(self, "content_hash", text_hash(self.text))
+        if not self.id:
+            object.__setattr__(self, "id", chunk_id(self.source, self.content_hash))
+
+    def metadata(self) -> dict[str, str | int]:
+        """Flat metadata accepted by Chroma (no None, no lists)."""
+        meta: dict[str, str | int] = {
+            "source": self.source,
+            "title": self.title,
+            "heading_path": " > ".join(self.heading_path),
+            "start": self.start,
+            "end": self.end,
+            "chunk_index": self.index,
+            "content_hash": self.content_hash,
+        }
+        if self.page is not None:
+            meta["page"] = self.page
+        return meta
+
+    @classmethod
+    def from_metadata(cls, chunk_id_: str, text: str, meta: dict) -> Chunk:
+        heading = str(meta.get("heading_path") or "")
+        page = meta.get("page")
+        return cls(
+            source=str(meta["source"]),
+            title=str(meta.get("title", "")),
+            text=text,
+            start=int(meta["start"]),
+            end=int(meta["end"]),
+            index=int(meta.get("chunk_index", 0)),
+            heading_path=tuple(heading.split(" > ")) if heading else (),
+            page=int(page) if page is not None else None,
+            content_hash=str(meta.get("content_hash", "")),
+            id=chunk_id_,
+        )
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def chunk_id(source: str, content_hash: str) -> str:
+    """Stable across runs: the same text in the same file always gets the same id."""
+    return hashlib.sha256(f"{source}\x00{content_hash}".encode()).hexdigest()[:32]

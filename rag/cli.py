@@ -1,0 +1,130 @@
+"""`rag` command line: index, status, ask, eval, serve. Thin: every command calls the service layer."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rag.settings import Settings
+
+
+def _progress_printer(enabled: bool):
+    """A tqdm bar over files (with the chunk count) on stderr, so --json stdout stays clean."""
+    if not enabled:
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, unit="file", file=sys.stderr, dynamic_ncols=True, leave=False)
+
+    def update(progress) -> None:
+        bar.total = progress.files_total
+        bar.n = progress.files_done
+        bar.set_postfix_str(f"{progress.chunks_done} chunks · {progress.current}", refresh=False)
+        bar.refresh()
+
+    return update, bar.close
+
+
+def _print_report(report: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report, ensure_ascii=False))
+        return
+    print(
+        f"added {report['added']}, updated {report['updated']}, unchanged {report['unchanged']}, "
+        f"deleted {report['deleted']} · {report['documents']} documents, {report['chunks']} chunks"
+    )
+    for skipped in report["skipped"]:
+        print(f"skipped {skipped['path']}: {skipped['reason']}", file=sys.stderr)
+
+
+def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
+    from index.refresh import IndexBusyError
+    from rag.service import RagService
+
+    service = RagService(settings)
+    paths = [Path(p) for p in args.paths] or [settings.corpus_dir]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        print(f"error: no such file or folder: {', '.join(missing)}", file=sys.stderr)
+        return 2
+
+    def run_once(rebuild: bool = False) -> dict:
+        update, close = _progress_printer(sys.stderr.isatty() and not args.json)
+        try:
+            return service.refresh(paths, rebuild=rebuild, on_progress=update).as_dict()
+        finally:
+            close()
+
+    try:
+        _print_report(run_once(args.rebuild), args.json)
+    except IndexBusyError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 3
+    if args.watch:
+        from index.watch import watch
+
+        print(f"watching {', '.join(map(str, paths))} (Ctrl-C to stop)", file=sys.stderr)
+        with contextlib.suppress(KeyboardInterrupt):
+            watch(paths, lambda: _print_report(run_once(), args.json), settle_seconds=args.settle)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.service import RagService
+
+    service = RagService(settings)
+    status = service.status()
+    if args.json:
+        status["documents_list"] = [vars(r) for r in service.documents()]
+        print(json.dumps(status, ensure_ascii=False))
+        return 0
+    print(f"{status['documents']} documents, {status['chunks']} chunks (lexical {status['lexical_chunks']})")
+    print(f"embedding model {status['embedding_model']} ({status['dimension']} dims), store {status['store']}")
+    for record in service.documents():
+        print(f"  {record.source:<70} {record.kind:<4} {record.chunks:>4} chunks  {record.indexed_at}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rag", description="Grounded, cited Q&A over your documents.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("index", help="bring the index in line with the files")
+    p.add_argument("paths", nargs="*", help="files or folders (default: RAG_CORPUS_DIR)")
+    p.add_argument("--rebuild", action="store_true", help="re-embed everything aside, swap in on success")
+    p.add_argument("--watch", action="store_true", help="keep watching and refresh when files settle")
+    p.add_argument("--settle", type=float, default=2.0, help="seconds of quiet before a watched refresh")
+    p.add_argument("--json", action="store_true", help="print one JSON object per refresh")
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("status", help="what is indexed")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr)
+    try:
+        settings = Settings()
+    except Exception as error:  # pydantic's message names the bad RAG_* variable
+        print(f"error: invalid settings: {error}", file=sys.stderr)
+        return 2
+    from rag.store import IndexMismatchError
+
+    try:
+        return args.func(args, settings)
+    except IndexMismatchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 4
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""Which of our two languages a text is in: decides the answer language and the lexical weight."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+Language = Literal["fr", "en"]
+
+
+@lru_cache(maxsize=1)
+def _identifier():
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    identifier.set_languages(["fr", "en"])
+    return identifier
+
+
+@lru_cache(maxsize=4096)
+def detect_language(text: str) -> Language:
+    """'fr' or 'en'; short or mixed texts lean to English only when the classifier is confident."""
+    label, _ = _identifier().classify(text[:2000])
+    return "fr" if label == "fr" else "en"

@@ -1,0 +1,75 @@
+"""The answer structure every front end receives (CLI --json, HTTP API, OpenAI extension, UI)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class Passage(BaseModel):
+    """A retrieved passage as given to the generator, numbered from 1 in prompt order."""
+
+    n: int
+    chunk_id: str
+    source: str
+    title: str
+    page: int | None = None
+    heading_path: str = ""
+    start: int
+    end: int
+    text: str
+    score: float = Field(description="Fused retrieval score (higher is better).")
+    similarity: float = Field(0.0, description="Cosine similarity of the passage to the question.")
+
+
+class Citation(BaseModel):
+    """One `[n]` of the answer: the passage it points at and the sentence in it that supports the claim."""
+
+    n: int = Field(description="The marker number as it appears in the answer text, 1..m by first appearance.")
+    source: str
+    title: str
+    page: int | None = None
+    chunk_id: str
+    start: int = Field(description="Offset of the passage in its document's extracted text.")
+    end: int
+    text: str = Field(description="The passage text (document text [start:end]).")
+    quote: str = Field(description="The supporting sentence of the passage.")
+    quote_start: int = Field(description="Offset of the quote in the document's extracted text.")
+    quote_end: int
+
+
+class Timings(BaseModel):
+    retrieve: float = 0.0
+    generate: float = 0.0
+    total: float = 0.0
+
+
+class Answer(BaseModel):
+    answer: str
+    citations: list[Citation] = Field(default_factory=list)
+    unsupported: list[str] = Field(
+        default_factory=list, description="Answer sentences that no retrieved passage supports."
+    )
+    passages: list[Passage] = Field(default_factory=list)
+    refused: bool = Field(False, description="True when the documents do not hold the answer.")
+    language: Literal["fr", "en"] = "en"
+    generator: str = Field("", description="The generator that produced the answer.")
+    fallback_reason: str | None = Field(
+        None, description="Why the configured generator was replaced (e.g. the local model is missing)."
+    )
+    standalone_question: str | None = Field(
+        None, description="The question as rewritten from the conversation, when it leaned on it."
+    )
+    timings_ms: Timings = Field(default_factory=Timings)
+
+
+class StreamEvent(BaseModel):
+    """Streaming protocol: `token` events carry text to append; `citations` follow a finished sentence;
+    exactly one `final` event ends the stream with the whole structure. The concatenated token texts
+    equal `final.answer.answer`."""
+
+    type: Literal["token", "citations", "final"]
+    text: str = ""
+    citations: list[Citation] = Field(default_factory=list)
+    answer: Answer | None = None

@@ -1,0 +1,260 @@
+"""The one service layer: the CLI, the HTTP API and the UI all call this and hold no logic of their own."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import unicodedata
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from filelock import Timeout
+
+from index.loaders import SUPPORTED_SUFFIXES
+from index.refresh import (
+    IndexBusyError,
+    Progress,
+    Refresher,
+    RefreshReport,
+    build_lexical,
+    documents_fingerprint,
+    index_lock,
+)
+from index.types import Chunk
+from rag.lexical import LexicalIndex
+from rag.settings import Settings
+from rag.store import ChromaStore, DocumentRecord, known_roots, open_chroma_store, swap_in
+
+# How long a reader trusts its lexical index before checking the store for another process's refresh.
+_LEXICAL_RECHECK_SECONDS = 2.0
+
+
+class DocumentError(ValueError):
+    """A document request that cannot be honoured; `status` is the HTTP status that fits."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+class ReadWriteLock:
+    """Many readers or one writer: a reader never sees a document between its new and its old chunks."""
+
+    def __init__(self) -> None:
+        self._readers = 0
+        self._cond = threading.Condition()
+        self._writing = False
+
+    @contextmanager
+    def read(self):
+        with self._cond:
+            while self._writing:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def write(self):
+        with self._cond:
+            while self._writing or self._readers:
+                self._cond.wait()
+            self._writing = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writing = False
+                self._cond.notify_all()
+
+
+class RagService:
+    def __init__(self, settings: Settings, *, embedder: Any | None = None):
+        self.settings = settings
+        self._embedder = embedder
+        self._store: ChromaStore | None = None
+        self._lexical: LexicalIndex | None = None
+        self._lexical_checked = 0.0
+        self._open_lock = threading.Lock()
+        self.rw = ReadWriteLock()
+
+    # --- components, opened on first use ------------------------------------------------------
+    @property
+    def embedder(self):
+        with self._open_lock:
+            if self._embedder is None:
+                from rag.embeddings import SentenceTransformerEmbeddings
+
+                self._embedder = SentenceTransformerEmbeddings(self.settings)
+            return self._embedder
+
+    @property
+    def store(self) -> ChromaStore:
+        embedder = self.embedder
+        with self._open_lock:
+            if self._store is None:
+                self._store = open_chroma_store(self.settings, embedder.model_name, embedder.dimension)
+            return self._store
+
+    @property
+    def lexical_dir(self) -> Path:
+        return self.settings.data_dir / "lexical"
+
+    def lexical(self) -> LexicalIndex:
+        """The BM25 index in step with the store; reloaded or rebuilt only when the store has changed."""
+        now = time.monotonic()
+        if self._lexical is not None and now - self._lexical_checked < _LEXICAL_RECHECK_SECONDS:
+            return self._lexical
+        store = self.store
+        wanted = documents_fingerprint(store.documents())
+        self._lexical_checked = now
+        if self._lexical is None or self._lexical.fingerprint != wanted:
+            found = LexicalIndex.load(self.lexical_dir)
+            if found is None or found.fingerprint != wanted:
+                # Another process (or replica with its own data dir) refreshed the store: catch up once.
+                found = build_lexical(store, store.documents())
+                found.save(self.lexical_dir)
+            self._lexical = found
+        return self._lexical
+
+    # --- indexing --------------------------------------------------------------------------------
+    def refresh(
+        self,
+        paths: Sequence[Path | str] | None = None,
+        *,
+        rebuild: bool = False,
+        on_progress: Callable[[Progress], None] | None = None,
+        after_write: Callable[[str], None] | None = None,
+    ) -> RefreshReport:
+        """Index `paths` (default: the corpus dir); raises IndexBusyError if another indexer runs."""
+        targets = [Path(p) for p in paths] if paths else [self.settings.corpus_dir]
+        lock = index_lock(self.settings.data_dir)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise IndexBusyError(
+                f"Another indexer is already running on {self.settings.data_dir} (lock {lock.lock_file}). "
+                "Wait for it to finish, or stop it, then try again."
+            ) from None
+        try:
+            if rebuild:
+                return self._rebuild(targets, on_progress)
+            refresher = self._refresher(self.store, on_progress, after_write)
+            report = refresher.run(targets)
+            self._sync_lexical(self.store)
+            return report
+        finally:
+            lock.release()
+
+    def _refresher(self, store: ChromaStore, on_progress, after_write=None) -> Refresher:
+        return Refresher(
+            store,
+            self.embedder,
+            write_guard=self.rw.write,
+            chunk_size=self.settings.chunk_size,
+            chunk_overlap=self.settings.chunk_overlap,
+            on_progress=on_progress,
+            after_write=after_write,
+        )
+
+    def _rebuild(self, targets: list[Path], on_progress) -> RefreshReport:
+        """Build a complete new index aside; the live one keeps answering and is replaced only on success."""
+        roots = {p.resolve() for p in targets} | {Path(r) for r in known_roots(self.settings) if Path(r).exists()}
+        embedder = self.embedder
+        building = open_chroma_store(self.settings, embedder.model_name, embedder.dimension, building=True)
+        report = self._refresher(building, on_progress).run(sorted(roots), prune=False)
+        lexical = build_lexical(building, building.documents())
+        with self.rw.write():
+            self._store = swap_in(building, self.settings.collection)
+            lexical.save(self.lexical_dir)
+            self._lexical = lexical
+        report.documents = len(self._store.documents())
+        report.chunks = self._store.count()
+        return report
+
+    def _sync_lexical(self, store: ChromaStore) -> None:
+        records = store.documents()
+        current = self._lexical or LexicalIndex.load(self.lexical_dir)
+        if current is None or current.fingerprint != documents_fingerprint(records):
+            current = build_lexical(store, records)
+            current.save(self.lexical_dir)
+        self._lexical = current
+        self._lexical_checked = time.monotonic()
+
+    def status(self) -> dict[str, Any]:
+        store = self.store
+        records = store.documents()
+        return {
+            "documents": len(records),
+            "chunks": store.count(),
+            "lexical_chunks": len(self.lexical()),
+            "embedding_model": self.embedder.model_name,
+            "dimension": self.embedder.dimension,
+            "store": self.settings.chroma_url or str(self.settings.chroma_dir),
+            "collection": self.settings.collection,
+            "corpus_dir": str(self.settings.corpus_dir),
+            "last_indexed": max((r.indexed_at for r in records.values()), default=None),
+        }
+
+    def documents(self) -> list[DocumentRecord]:
+        return sorted(self.store.documents().values(), key=lambda r: r.source)
+
+    # --- documents pushed by users ------------------------------------------------------------
+    def add_document(self, filename: str, data: bytes, *, replace: bool = False) -> RefreshReport:
+        """Save an upload into the corpus dir and index it; never writes outside it."""
+        name = safe_filename(filename)
+        if Path(name).suffix.lower() not in SUPPORTED_SUFFIXES:
+            allowed = ", ".join(sorted(SUPPORTED_SUFFIXES))
+            raise DocumentError(f"Unsupported file type {Path(name).suffix or '(none)'}; allowed: {allowed}", 415)
+        if len(data) > self.settings.max_upload_bytes:
+            raise DocumentError(f"File too large: {len(data)} bytes (limit {self.settings.max_upload_bytes}).", 413)
+        corpus = self.settings.corpus_dir.resolve()
+        corpus.mkdir(parents=True, exist_ok=True)
+        target = (corpus / name).resolve()
+        if target.parent != corpus:
+            raise DocumentError("Invalid file name.", 400)
+        if target.exists() and not replace and target.read_bytes() != data:
+            raise DocumentError(f"A different document named {name} already exists; pass replace=true.", 409)
+        staging = target.with_name(f".{name}.upload")
+        staging.write_bytes(data)
+        staging.replace(target)
+        return self.refresh([target])
+
+    def delete_document(self, source: str) -> RefreshReport:
+        """Remove a document from the index, and its file when it lives in the corpus dir."""
+        records = self.store.documents()
+        record = records.get(source)
+        if record is None:
+            raise DocumentError(f"No indexed document {source!r}.", 404)
+        path = Path(record.path)
+        corpus = self.settings.corpus_dir.resolve()
+        if path.resolve().is_relative_to(corpus) and path.exists():
+            path.unlink()
+            return self.refresh([corpus])
+        with self.rw.write():
+            self.store.delete(self.store.ids_for_source(source))
+            self.store.delete_document(source)
+        self._sync_lexical(self.store)
+        return RefreshReport(deleted=1, documents=len(records) - 1, chunks=self.store.count())
+
+    def chunks_by_id(self, ids: Sequence[str]) -> dict[str, Chunk]:
+        return self.store.chunks_by_id(ids)
+
+
+_UNSAFE = re.compile(r"[^\w.\- ]+", re.UNICODE)
+
+
+def safe_filename(filename: str) -> str:
+    """A plain file name: no directories, no traversal, no control or shell characters, no hidden files."""
+    name = unicodedata.normalize("NFC", filename.replace("\\", "/").split("/")[-1]).strip()
+    name = _UNSAFE.sub("_", name).strip(" .")
+    if not name or name in {".", ".."} or len(name) > 200:
+        raise DocumentError("Invalid file name.", 400)
+    return name

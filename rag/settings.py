@@ -1,0 +1,71 @@
+"""Typed configuration, read from `RAG_*` environment variables (and a `.env` file if present).
+
+Every component receives a `Settings` instance; nothing reads the environment on its own.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_EMBEDDING_MODEL = "multilingual-e5-small"
+
+GeneratorName = Literal["local", "extractive", "openai", "ollama"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAG_", env_file=".env", extra="forbid")
+
+    # where things live
+    data_dir: Path = Field(Path(".rag"), description="Chroma, lexical index, locks and materialised models.")
+    corpus_dir: Path = Field(Path("corpus"), description="Indexed by default; uploads land here.")
+
+    # embeddings and store
+    embedding_model: str = Field(
+        DEFAULT_EMBEDDING_MODEL,
+        description="'multilingual-e5-small' (bundled, offline) or any sentence-transformers name or path.",
+    )
+    embedding_batch_size: int = Field(32, ge=1)
+    embedding_device: str = "cpu"
+    chroma_url: str | None = Field(None, description="http://host:port of a Chroma server; local files if unset.")
+    collection: str = "rag"
+
+    # chunking
+    chunk_size: int = Field(1000, ge=200, description="Target chunk length in characters.")
+    chunk_overlap: int = Field(150, ge=0, description="Characters of the previous chunk repeated at the start.")
+
+    # retrieval
+    k: int = Field(5, ge=1, le=50)
+
+    # generation
+    generator: GeneratorName = "local"
+    llm_threads: int = Field(default_factory=lambda: os.cpu_count() or 2, ge=1)
+    llm_context: int = Field(4096, ge=512)
+    llm_max_tokens: int = Field(320, ge=16)
+    llm_temperature: float = Field(0.1, ge=0.0, le=2.0)
+    openai_base_url: str | None = None
+    openai_model: str = "gpt-4o-mini"
+    openai_api_key: SecretStr = SecretStr("not-needed")
+    ollama_base_url: str = "http://127.0.0.1:11434"
+    ollama_model: str = "qwen2.5:1.5b-instruct"
+
+    # citations
+    drop_unsupported: bool = Field(False, description="Remove answer sentences no passage supports.")
+
+    # HTTP API
+    api_key: SecretStr | None = Field(None, description="When set, write endpoints need 'Authorization: Bearer'.")
+    api_key_for_read: bool = False
+    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1)
+    generation_queue_size: int = Field(4, ge=1)
+
+    @property
+    def chroma_dir(self) -> Path:
+        return self.data_dir / "chroma"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"

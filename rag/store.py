@@ -1,0 +1,246 @@
+"""Vector store: Chroma (embedded files or a server), behind a small interface.
+
+Everything the index needs to know lives in the store, so several app replicas sharing one Chroma server
+see the same state: the chunks with their embeddings in one collection, and one record per indexed
+document (content hash, size, when indexed) in a companion collection. The lexical index is derived
+from the store and can be rebuilt from it at any time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+from urllib.parse import urlparse
+
+from index.types import Chunk
+from rag.settings import Settings
+
+# Chroma insists on an embedding for every record; document records carry this placeholder.
+_PLACEHOLDER_VECTOR = [0.0]
+_DOCUMENTS_SUFFIX = "__documents"
+_BUILDING_SUFFIX = "__building"
+_RETIRED_SUFFIX = "__retired"
+
+
+class IndexMismatchError(RuntimeError):
+    """The collection was built with another embedding model: its vectors would be meaningless."""
+
+
+@dataclass
+class DocumentRecord:
+    """What the index knows of one file: enough to skip it unchanged and to list it in the UI."""
+
+    source: str
+    root: str
+    path: str
+    content_hash: str
+    size: int
+    mtime_ns: int
+    kind: str
+    title: str
+    chunks: int
+    indexed_at: str
+
+    def to_metadata(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_metadata(cls, meta: dict[str, Any]) -> DocumentRecord:
+        return cls(**{name: meta[name] for name in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class ScoredChunk:
+    chunk: Chunk
+    score: float  # cosine similarity in [-1, 1]
+
+
+class VectorStore(Protocol):
+    """The few operations the indexer and the retriever need; Chroma is one implementation."""
+
+    def upsert(self, chunks: Sequence[Chunk], embeddings: Sequence[Sequence[float]]) -> None: ...
+    def delete(self, ids: Iterable[str]) -> None: ...
+    def ids_for_source(self, source: str) -> set[str]: ...
+    def embeddings_for(self, ids: Sequence[str]) -> dict[str, list[float]]: ...
+    def chunks(self, sources: Sequence[str] | None = None) -> list[Chunk]: ...
+    def chunks_by_id(self, ids: Sequence[str]) -> dict[str, Chunk]: ...
+    def search(self, vector: Sequence[float], k: int, sources: Sequence[str] | None = None) -> list[ScoredChunk]: ...
+    def count(self) -> int: ...
+    def put_document(self, record: DocumentRecord) -> None: ...
+    def delete_document(self, source: str) -> None: ...
+    def documents(self) -> dict[str, DocumentRecord]: ...
+
+
+def make_chroma_client(settings: Settings):
+    """A persistent client under the data dir, or an HTTP client when `RAG_CHROMA_URL` is set."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+    if settings.chroma_url:
+        url = urlparse(settings.chroma_url)
+        return chromadb.HttpClient(
+            host=url.hostname or "127.0.0.1",
+            port=url.port or (443 if url.scheme == "https" else 8000),
+            ssl=url.scheme == "https",
+            settings=chroma_settings,
+        )
+    settings.chroma_dir.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(settings.chroma_dir), settings=chroma_settings)
+
+
+class ChromaStore:
+    """Chunks in `<collection>`, document records in `<collection>__documents`, cosine space.
+
+    Writes go straight to the chromadb collection (we supply our own embeddings, computed once and
+    reused by chunk id); similarity search goes through langchain-chroma.
+    """
+
+    def __init__(self, client: Any, name: str, model_name: str, dimension: int):
+        self._client = client
+        self.name = name
+        self.model_name = model_name
+        self.dimension = dimension
+        self._open()
+
+    def _open(self) -> None:
+        from langchain_chroma import Chroma
+
+        wanted = {"hnsw:space": "cosine", "embedding_model": self.model_name, "dimension": self.dimension}
+        self._chunks = self._client.get_or_create_collection(self.name, embedding_function=None, metadata=wanted)
+        found = self._chunks.metadata or {}
+        if (found.get("embedding_model"), found.get("dimension")) != (self.model_name, self.dimension):
+            raise IndexMismatchError(
+                f"The index was built with embedding model {found.get('embedding_model')!r} "
+                f"(dimension {found.get('dimension')}), but {self.model_name!r} (dimension "
+                f"{self.dimension}) is configured. Run `rag index --rebuild` to re-embed everything "
+                "with the configured model, or set RAG_EMBEDDING_MODEL back."
+            )
+        self._documents = self._client.get_or_create_collection(self.name + _DOCUMENTS_SUFFIX, embedding_function=None)
+        self._langchain = Chroma(client=self._client, collection_name=self.name, embedding_function=None)
+        self._batch = max(1, min(self._client.get_max_batch_size(), 1000))
+
+    # --- chunks -------------------------------------------------------------------------------
+    def upsert(self, chunks: Sequence[Chunk], embeddings: Sequence[Sequence[float]]) -> None:
+        for lo in range(0, len(chunks), self._batch):
+            part = chunks[lo : lo + self._batch]
+            self._chunks.upsert(
+                ids=[c.id for c in part],
+                embeddings=[list(map(float, e)) for e in embeddings[lo : lo + self._batch]],
+                documents=[c.text for c in part],
+                metadatas=[c.metadata() for c in part],
+            )
+
+    def delete(self, ids: Iterable[str]) -> None:
+        ids = list(ids)
+        for lo in range(0, len(ids), self._batch):
+            self._chunks.delete(ids=ids[lo : lo + self._batch])
+
+    def ids_for_source(self, source: str) -> set[str]:
+        return set(self._chunks.get(where={"source": source}, include=[])["ids"])
+
+    def embeddings_for(self, ids: Sequence[str]) -> dict[str, list[float]]:
+        found: dict[str, list[float]] = {}
+        for lo in range(0, len(ids), self._batch):
+            got = self._chunks.get(ids=list(ids[lo : lo + self._batch]), include=["embeddings"])
+            for chunk_id_, vector in zip(got["ids"], got["embeddings"], strict=True):
+                found[chunk_id_] = [float(x) for x in vector]
+        return found
+
+    def chunks(self, sources: Sequence[str] | None = None) -> list[Chunk]:
+        where = _source_filter(sources)
+        result: list[Chunk] = []
+        total = self._chunks.count()
+        for offset in range(0, total, self._batch):
+            got = self._chunks.get(where=where, include=["documents", "metadatas"], limit=self._batch, offset=offset)
+            result += [
+                Chunk.from_metadata(i, t, m)
+                for i, t, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+            ]
+        return sorted(result, key=lambda c: (c.source, c.index))
+
+    def search(self, vector: Sequence[float], k: int, sources: Sequence[str] | None = None) -> list[ScoredChunk]:
+        if self._chunks.count() == 0:
+            return []
+        hits = self._langchain.similarity_search_by_vector_with_relevance_scores(
+            list(map(float, vector)), k=k, filter=_source_filter(sources)
+        )
+        # langchain reports cosine *distance* (1 - similarity) for a cosine collection.
+        return [
+            ScoredChunk(Chunk.from_metadata(doc.id, doc.page_content, doc.metadata), 1.0 - float(distance))
+            for doc, distance in hits
+        ]
+
+    def count(self) -> int:
+        return self._chunks.count()
+
+    # --- document records -----------------------------------------------------------------------
+    def put_document(self, record: DocumentRecord) -> None:
+        self._documents.upsert(
+            ids=[record.source],
+            embeddings=[_PLACEHOLDER_VECTOR],
+            metadatas=[record.to_metadata()],
+            documents=[json.dumps(record.to_metadata())],
+        )
+
+    def delete_document(self, source: str) -> None:
+        self._documents.delete(ids=[source])
+
+    def documents(self) -> dict[str, DocumentRecord]:
+        got = self._documents.get(include=["metadatas"])
+        return {i: DocumentRecord.from_metadata(m) for i, m in zip(got["ids"], got["metadatas"], strict=True)}
+
+    @property
+    def client(self) -> Any:
+        return self._client
+
+
+def open_chroma_store(settings: Settings, model_name: str, dimension: int, *, building: bool = False) -> ChromaStore:
+    """The live store, or (building=True) an empty one beside it for `rag index --rebuild`."""
+    client = make_chroma_client(settings)
+    if not building:
+        return ChromaStore(client, settings.collection, model_name, dimension)
+    name = settings.collection + _BUILDING_SUFFIX
+    _drop_collections(client, name)
+    return ChromaStore(client, name, model_name, dimension)
+
+
+def known_roots(settings: Settings) -> set[str]:
+    """Folders the indexed documents came from, readable even when the embedding model no longer matches."""
+    client = make_chroma_client(settings)
+    name = settings.collection + _DOCUMENTS_SUFFIX
+    if not _exists(client, name):
+        return set()
+    metadatas = client.get_collection(name, embedding_function=None).get(include=["metadatas"])["metadatas"]
+    return {str(m["root"]) for m in metadatas}
+
+
+def swap_in(built: ChromaStore, target: str) -> ChromaStore:
+    """Rename `built`'s collections to `target`; the previous ones are dropped only once replaced."""
+    client = built.client
+    retired = target + _RETIRED_SUFFIX
+    _drop_collections(client, retired)
+    for suffix in ("", _DOCUMENTS_SUFFIX):
+        if _exists(client, target + suffix):
+            client.get_collection(target + suffix).modify(name=retired + suffix)
+        client.get_collection(built.name + suffix).modify(name=target + suffix)
+    _drop_collections(client, retired)
+    return ChromaStore(client, target, built.model_name, built.dimension)
+
+
+def _source_filter(sources: Sequence[str] | None) -> dict[str, Any] | None:
+    if not sources:
+        return None
+    return {"source": sources[0]} if len(sources) == 1 else {"source": {"$in": list(sources)}}
+
+
+def _exists(client: Any, name: str) -> bool:
+    return name in {c if isinstance(c, str) else c.name for c in client.list_collections()}
+
+
+def _drop_collections(client: Any, name: str) -> None:
+    for suffix in ("", _DOCUMENTS_SUFFIX):
+        if _exists(client, name + suffix):
+            client.delete_collection(name + suffix)

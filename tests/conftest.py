@@ -1,0 +1,46 @@
+"""Shared fixtures. The real model and the real corpus are used; only slow set-up is shared per session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from rag.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("RAG_TEST_SHARED", REPO.parent / "shared")).resolve()
+RELATED = SHARED / "corpus" / "related"
+DEV_SET = SHARED / "eval" / "dev.jsonl"
+# Materialised models (the e5 folder, the reassembled GGUF) are kept between test runs: building them is slow
+# and deterministic. Override with RAG_TEST_MODELS_DIR.
+MODELS_DIR = Path(os.environ.get("RAG_TEST_MODELS_DIR", REPO / ".rag-test" / "models"))
+
+
+@pytest.fixture(scope="session")
+def models_dir() -> Path:
+    MODELS_DIR.mkdir(parents=True, exist_ok=True)
+    return MODELS_DIR
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, models_dir: Path) -> Callable[..., Settings]:
+    """Settings isolated in tmp_path, sharing the materialised models."""
+
+    def factory(**overrides) -> Settings:
+        values = {
+            "data_dir": tmp_path / "data",
+            "corpus_dir": tmp_path / "corpus",
+            "generator": "extractive",
+        }
+        values.update(overrides)
+        settings = Settings(_env_file=None, **values)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        link = settings.models_dir
+        if not link.exists():
+            link.symlink_to(models_dir, target_is_directory=True)
+        return settings
+
+    return factory

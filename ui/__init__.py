@@ -1,0 +1,1 @@
+"""Gradio chat interface; calls the service layer only."""
