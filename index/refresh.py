@@ -14,18 +14,23 @@ import hashlib
 import os
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
 from filelock import FileLock
 
-from index.chunking import chunk_document
+from index.chunking import chunk_document, split_sentences
 from index.loaders import SUPPORTED_SUFFIXES, load_document
 from index.types import Chunk, LoadError
+from rag.language import detect_language
 from rag.lexical import LexicalIndex
-from rag.store import DocumentRecord, VectorStore
+from rag.store import ChunkVectors, DocumentRecord, VectorStore
+
+# Bump when loaders or chunking change what they produce: documents are then re-chunked on the next refresh.
+PIPELINE_VERSION = "4"
+_MIN_SENTENCE_CHARS = 25  # shorter fragments ("Table 3.") only add noise to sentence search
 
 
 class IndexBusyError(RuntimeError):
@@ -98,10 +103,12 @@ def index_lock(data_dir: Path) -> FileLock:
 
 
 def documents_fingerprint(records: dict[str, DocumentRecord]) -> str:
-    """Identifies a document set; the lexical index records the one it was built from."""
+    """Identifies the indexed state (which documents, chunked how, when); the lexical index records the one
+    it was built from, so any refresh that rewrote chunks makes it stale."""
     digest = hashlib.sha256()
     for source in sorted(records):
-        digest.update(f"{source}\x00{records[source].content_hash}\n".encode())
+        record = records[source]
+        digest.update(f"{source}\x00{record.content_hash}\x00{record.pipeline}\x00{record.indexed_at}\n".encode())
     return digest.hexdigest()
 
 
@@ -128,6 +135,7 @@ class Refresher:
     ):
         self.store = store
         self.embedder = embedder
+        self.pipeline = f"{PIPELINE_VERSION}:{chunk_size}:{chunk_overlap}"
         self.chunk_size = chunk_size
         self.chunk_overlap = chunk_overlap
         self.on_progress = on_progress
@@ -172,14 +180,15 @@ class Refresher:
         """Index one file; returns its new record, or None when it was skipped."""
         try:
             stat = file.path.stat()
-            if known and (known.size, known.mtime_ns, known.root) == (stat.st_size, stat.st_mtime_ns, str(file.root)):
+            current = known is not None and known.pipeline == self.pipeline
+            if current and (known.size, known.mtime_ns, known.root) == (stat.st_size, stat.st_mtime_ns, str(file.root)):
                 report.unchanged += 1
                 return None
             data = file.path.read_bytes()
             content_hash = hashlib.sha256(data).hexdigest()
-            if known and known.content_hash == content_hash:
+            if current and known.content_hash == content_hash:
                 # Touched but not changed: remember the new stat so the next run skips it without reading.
-                record = _record(file, known.kind, known.title, content_hash, stat, known.chunks)
+                record = _record(file, known.kind, known.title, content_hash, stat, known.chunks, self.pipeline)
                 self.store.put_document(record)
                 report.unchanged += 1
                 return record
@@ -190,11 +199,14 @@ class Refresher:
         except OSError as error:
             report.skipped.append({"path": str(file.path), "reason": f"cannot read: {error.strerror or error}"})
             return None
-        chunks = chunk_document(document, self.chunk_size, self.chunk_overlap)
+        chunks = [
+            replace(chunk, language=detect_language(chunk.text))
+            for chunk in chunk_document(document, self.chunk_size, self.chunk_overlap)
+        ]
         if not chunks:
             report.skipped.append({"path": str(file.path), "reason": "no text to index"})
             return None
-        record = _record(file, document.kind, document.title, content_hash, stat, len(chunks))
+        record = _record(file, document.kind, document.title, content_hash, stat, len(chunks), self.pipeline)
         self._write(record, chunks)
         if known:
             report.updated += 1
@@ -207,10 +219,10 @@ class Refresher:
         source = record.source
         stale = self.store.ids_for_source(source)
         stored = self.store.embeddings_for([c.id for c in chunks if c.id in stale])
-        missing = [c for c in chunks if c.id not in stored]
+        # A chunk stored without sentence vectors (an index from before they existed) is embedded again.
+        missing = [c for c in chunks if c.id not in stored or not stored[c.id].sentences]
         if missing:
-            fresh = self.embedder.embed_documents([c.text for c in missing])
-            stored.update({c.id: vector for c, vector in zip(missing, fresh, strict=True)})
+            stored.update(embed_chunks(self.embedder, missing))
         with self.write_guard():
             self.store.upsert(chunks, [stored[c.id] for c in chunks])
             if self.after_write:
@@ -219,7 +231,23 @@ class Refresher:
             self.store.put_document(record)
 
 
-def _record(file: SourceFile, kind: str, title: str, content_hash: str, stat: os.stat_result, chunks: int):
+def embed_chunks(embedder: PassageEmbedder, chunks: Sequence[Chunk]) -> dict[str, ChunkVectors]:
+    """Vectors for each chunk and each of its sentences, in one call to the model."""
+    sentence_spans = [[(s, e) for s, e in split_sentences(c.text) if e - s >= _MIN_SENTENCE_CHARS] for c in chunks]
+    texts = [c.embedding_text for c in chunks]
+    texts += [c.text[s:e] for c, spans in zip(chunks, sentence_spans, strict=True) for s, e in spans]
+    vectors = embedder.embed_documents(texts)
+    result, offset = {}, len(chunks)
+    for i, (chunk, spans) in enumerate(zip(chunks, sentence_spans, strict=True)):
+        sentences = [(s, e, vectors[offset + j]) for j, (s, e) in enumerate(spans)]
+        offset += len(spans)
+        result[chunk.id] = ChunkVectors(vectors[i], sentences)
+    return result
+
+
+def _record(
+    file: SourceFile, kind: str, title: str, content_hash: str, stat: os.stat_result, chunks: int, pipeline: str
+) -> DocumentRecord:
     return DocumentRecord(
         source=file.source,
         root=str(file.root),
@@ -231,4 +259,5 @@ def _record(file: SourceFile, kind: str, title: str, content_hash: str, stat: os
         title=title,
         chunks=chunks,
         indexed_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        pipeline=pipeline,
     )

@@ -55,12 +55,21 @@ class Chunk:
     page: int | None = None
     content_hash: str = field(default="")
     id: str = field(default="")
+    language: str = ""  # "fr" or "en", detected at indexing: dense scores are compared within a language
+
+    @property
+    def embedding_text(self) -> str:
+        """What is embedded: the text under its title and heading path, so a passage that says "it" still
+        carries what it is about (the offsets and the quoted text stay the chunk's own)."""
+        context = " > ".join(part for part in (self.title, *self.heading_path) if part)
+        return f"{context}\n{self.text}" if context else self.text
 
     def __post_init__(self) -> None:
         if not self.content_hash:
             object.__setattr__(self, "content_hash", text_hash(self.text))
         if not self.id:
-            object.__setattr__(self, "id", chunk_id(self.source, self.content_hash))
+            # Title and heading path are part of what is embedded, so they are part of the identity too.
+            object.__setattr__(self, "id", chunk_id(self.source, text_hash(self.embedding_text)))
 
     def metadata(self) -> dict[str, str | int]:
         """Flat metadata accepted by Chroma (no None, no lists)."""
@@ -75,6 +84,8 @@ class Chunk:
         }
         if self.page is not None:
             meta["page"] = self.page
+        if self.language:
+            meta["language"] = self.language
         return meta
 
     @classmethod
@@ -92,6 +103,7 @@ class Chunk:
             page=int(page) if page is not None else None,
             content_hash=str(meta.get("content_hash", "")),
             id=chunk_id_,
+            language=str(meta.get("language", "")),
         )
 
 

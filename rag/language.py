@@ -6,6 +6,7 @@ from functools import lru_cache
 from typing import Literal
 
 Language = Literal["fr", "en"]
+LANGUAGES: tuple[Language, ...] = ("fr", "en")
 
 
 @lru_cache(maxsize=1)

@@ -1,20 +1,24 @@
 """Hybrid retrieval: dense (Chroma) and BM25, fused by weighted reciprocal rank, then merged into passages.
 
-BM25 cannot cross languages: for an English question about a French text its hits are English chunks
-that share a name or a number, and plain RRF lets them push the right French chunk down. So the lexical
-rank of a chunk counts fully only when the chunk is in the question's language, and a little otherwise
-(names and figures still match across languages).
+Two corrections make fusion work on a bilingual corpus:
+- Cosine similarities are not comparable across languages: an English question scores English passages
+  higher than the French passage that answers it. So dense ranks are taken within each language, and the
+  final list gives the other language's best passages a place when they come close (`slots`, `margin`).
+- BM25 cannot cross languages: a lexical hit in the other language is a shared name or number, so its
+  rank counts only a little (`lexical_other_language`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from index.chunking import split_sentences
 from index.types import Chunk
-from rag.language import Language, detect_language
+from rag.language import LANGUAGES, Language, detect_language
 from rag.lexical import LexicalIndex
 from rag.schema import Passage
 from rag.store import VectorStore
@@ -24,9 +28,12 @@ from rag.store import VectorStore
 class FusionWeights:
     rrf_k: int = 60
     dense: float = 1.0
+    sentence: float = 1.0
     lexical_same_language: float = 1.0
     lexical_other_language: float = 0.2
     candidates: int = 20
+    slots: int = 2
+    margin: float = 0.05
 
 
 @dataclass
@@ -34,6 +41,7 @@ class _Candidate:
     chunk: Chunk
     similarity: float = 0.0
     dense_rank: int | None = None
+    sentence_rank: int | None = None
     lexical_rank: int | None = None
     fused: float = 0.0
 
@@ -45,7 +53,10 @@ class HybridRetriever:
         lexical: Callable[[], LexicalIndex],
         embed_query: Callable[[str], Sequence[float]],
         weights: FusionWeights | None = None,
+        guard: Callable[[], AbstractContextManager] = nullcontext,
     ):
+        # Held while reading the store, so a concurrent refresh never shows a document half replaced.
+        self.guard = guard
         self.store = store
         self.lexical = lexical
         self.embed_query = embed_query
@@ -61,36 +72,83 @@ class HybridRetriever:
     ) -> list[Passage]:
         """The k best passages, numbered 1..k, best first."""
         language = language or detect_language(query)
-        vector = np.asarray(self.embed_query(query), dtype=np.float32)
+        queries = sub_queries(query)
+        vectors = np.asarray(self.embed_query_batch(queries), dtype=np.float32)
+        merged: dict[str, _Candidate] = {}
+        with self.guard():
+            for sub_query, vector in zip(queries, vectors, strict=True):
+                for chunk_id_, candidate in self._candidates(sub_query, vector, sources).items():
+                    candidate.fused = self._fuse(candidate, language)
+                    kept = merged.setdefault(chunk_id_, candidate)
+                    if kept is not candidate:
+                        kept.fused += candidate.fused
+                        kept.similarity = max(kept.similarity, candidate.similarity)
+        ranked = sorted(merged.values(), key=lambda c: c.fused, reverse=True)
+        return to_passages(self._select(merge_neighbours(ranked), language, k))
+
+    def embed_query_batch(self, queries: list[str]) -> list[Sequence[float]]:
+        return [self.embed_query(q) for q in queries]
+
+    def _candidates(self, query: str, vector: np.ndarray, sources: Sequence[str] | None) -> dict[str, _Candidate]:
         w = self.weights
         candidates: dict[str, _Candidate] = {}
-        for rank, hit in enumerate(self.store.search(vector.tolist(), w.candidates, sources), start=1):
-            candidates[hit.chunk.id] = _Candidate(hit.chunk, hit.score, dense_rank=rank)
+        sentence_ranks: dict[str, tuple[int, float]] = {}
+        for language in LANGUAGES:
+            hits = self.store.search(vector.tolist(), w.candidates, sources, language)
+            for rank, hit in enumerate(hits, start=1):
+                candidates[hit.chunk.id] = _Candidate(hit.chunk, hit.score, dense_rank=rank)
+            best_per_chunk: dict[str, float] = {}
+            for hit in self.store.sentence_search(vector.tolist(), 3 * w.candidates, sources, language):
+                best_per_chunk.setdefault(hit.chunk_id, hit.score)  # hits come best first
+            for rank, (chunk_id_, score) in enumerate(list(best_per_chunk.items())[: w.candidates], start=1):
+                sentence_ranks[chunk_id_] = (rank, score)
         lexical_hits = self.lexical().search(query, w.candidates, sources)
-        new_ids = [h.chunk_id for h in lexical_hits if h.chunk_id not in candidates]
-        found = self.store.chunks_by_id(new_ids)
+        lexical_ranks = {hit.chunk_id: rank for rank, hit in enumerate(lexical_hits, start=1)}
+        unseen = [i for i in (*sentence_ranks, *lexical_ranks) if i not in candidates]
+        found = self.store.chunks_by_id(list(dict.fromkeys(unseen)))
         vectors = self.store.embeddings_for(list(found))
-        for rank, hit in enumerate(lexical_hits, start=1):
-            if hit.chunk_id in candidates:
-                candidates[hit.chunk_id].lexical_rank = rank
-            elif hit.chunk_id in found:  # a hit on a chunk a refresh just replaced is dropped
-                similarity = float(np.dot(vector, np.asarray(vectors[hit.chunk_id], dtype=np.float32)))
-                candidates[hit.chunk_id] = _Candidate(found[hit.chunk_id], similarity, lexical_rank=rank)
-        for candidate in candidates.values():
-            candidate.fused = self._fuse(candidate, language)
-        ranked = sorted(candidates.values(), key=lambda c: c.fused, reverse=True)
-        return to_passages(merge_neighbours(ranked[: 2 * k])[:k])
+        for chunk_id_, chunk in found.items():  # a hit on a chunk a refresh just replaced is not found: dropped
+            similarity = float(np.dot(vector, np.asarray(vectors[chunk_id_].chunk, dtype=np.float32)))
+            candidates[chunk_id_] = _Candidate(chunk, similarity)
+        for chunk_id_, candidate in candidates.items():
+            candidate.lexical_rank = lexical_ranks.get(chunk_id_)
+            if chunk_id_ in sentence_ranks:
+                candidate.sentence_rank, sentence_score = sentence_ranks[chunk_id_]
+                candidate.similarity = max(candidate.similarity, sentence_score)
+        return candidates
 
     def _fuse(self, candidate: _Candidate, language: Language) -> float:
         w = self.weights
         score = 0.0
         if candidate.dense_rank is not None:
             score += w.dense / (w.rrf_k + candidate.dense_rank)
+        if candidate.sentence_rank is not None:
+            score += w.sentence / (w.rrf_k + candidate.sentence_rank)
         if candidate.lexical_rank is not None:
-            same = detect_language(candidate.chunk.text) == language
+            same = candidate.chunk.language == language
             weight = w.lexical_same_language if same else w.lexical_other_language
             score += weight / (w.rrf_k + candidate.lexical_rank)
         return score
+
+    def _select(self, ranked: list[_Candidate], language: Language, k: int) -> list[_Candidate]:
+        """The k first in fused order, except that up to `slots` places go to the other language's best
+        passages when their similarity comes within `margin` of the best passage's."""
+        if not ranked:
+            return []
+        w = self.weights
+        best = max(c.similarity for c in ranked)
+        reserved = [c for c in ranked if c.chunk.language != language and c.similarity >= best - w.margin][: w.slots]
+        chosen = [c for c in ranked if c not in reserved][: max(0, k - len(reserved))]
+        kept = {id(c) for c in chosen + reserved}
+        return [c for c in ranked if id(c) in kept]
+
+
+def sub_queries(query: str) -> list[str]:
+    """The question, plus each of its sentences when it has several ("The article says X. Under the GDPR,
+    when is Y allowed?"): each part finds its own document, which the whole question may not."""
+    parts = [query[s:e] for s, e in split_sentences(query)]
+    parts = [p for p in parts if len(p.split()) >= 4]
+    return [query, *parts] if len(parts) > 1 else [query]
 
 
 def merge_neighbours(ranked: list[_Candidate]) -> list[_Candidate]:
@@ -101,13 +159,7 @@ def merge_neighbours(ranked: list[_Candidate]) -> list[_Candidate]:
         for i, other in enumerate(kept):
             merged = _merge(other.chunk, candidate.chunk)
             if merged is not None:
-                kept[i] = _Candidate(
-                    merged,
-                    max(other.similarity, candidate.similarity),
-                    other.dense_rank,
-                    other.lexical_rank,
-                    other.fused,
-                )
+                kept[i] = replace(other, chunk=merged, similarity=max(other.similarity, candidate.similarity))
                 break
             if _near_duplicate(other.chunk.text, candidate.chunk.text):
                 break
@@ -123,17 +175,7 @@ def _merge(a: Chunk, b: Chunk) -> Chunk | None:
     if second.end <= first.end:
         return first
     text = first.text + second.text[first.end - second.start :]
-    return Chunk(
-        source=first.source,
-        title=first.title,
-        text=text,
-        start=first.start,
-        end=second.end,
-        index=first.index,
-        heading_path=first.heading_path,
-        page=first.page,
-        id=first.id,
-    )
+    return replace(first, text=text, end=second.end)
 
 
 def _near_duplicate(a: str, b: str) -> bool:

@@ -6,8 +6,8 @@ import re
 import threading
 import time
 import unicodedata
-from collections.abc import Callable, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from index.refresh import (
 )
 from index.types import Chunk
 from rag.lexical import LexicalIndex
+from rag.schema import Answer, StreamEvent
 from rag.settings import Settings
 from rag.store import ChromaStore, DocumentRecord, known_roots, open_chroma_store, swap_in
 
@@ -75,10 +76,54 @@ class ReadWriteLock:
                 self._cond.notify_all()
 
 
+class ServiceBusyError(RuntimeError):
+    """The generation queue is full; `retry_after` seconds is a fair wait before trying again."""
+
+    def __init__(self, retry_after: int):
+        super().__init__(f"Too many questions waiting for the model; retry in {retry_after} s.")
+        self.retry_after = retry_after
+
+
+class GenerationQueue:
+    """One local generation at a time, at most `size` waiting: a CPU model serves questions in turn."""
+
+    def __init__(self, size: int, retry_after: int = 20):
+        self._slot = threading.Lock()
+        self._waiting = 0
+        self._count_lock = threading.Lock()
+        self.size = size
+        self.retry_after = retry_after
+
+    @contextmanager
+    def turn(self):
+        with self._count_lock:
+            if self._waiting >= self.size:
+                raise ServiceBusyError(self.retry_after)
+            self._waiting += 1
+        try:
+            with self._slot:
+                yield
+        finally:
+            with self._count_lock:
+                self._waiting -= 1
+
+
 class RagService:
-    def __init__(self, settings: Settings, *, embedder: Any | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        embedder: Any | None = None,
+        chat_models: dict[str, Any] | None = None,
+    ):
         self.settings = settings
         self._embedder = embedder
+        # Chat models given by the caller (tests, embedding apps) take precedence over the built-in ones.
+        self._chat_models = dict(chat_models or {})
+        self._generators: dict[str, Any] = {}
+        self._fallbacks: dict[str, str] = {}
+        self._chain = None
+        self.queue = GenerationQueue(settings.generation_queue_size)
         self._store: ChromaStore | None = None
         self._lexical: LexicalIndex | None = None
         self._lexical_checked = 0.0
@@ -246,6 +291,151 @@ class RagService:
 
     def chunks_by_id(self, ids: Sequence[str]) -> dict[str, Chunk]:
         return self.store.chunks_by_id(ids)
+
+    # --- answering ---------------------------------------------------------------------------------
+    @property
+    def chain(self):
+        from rag.chain import AnswerChain
+        from rag.retrieval import HybridRetriever
+
+        with self._open_lock:
+            if self._chain is None:
+                retriever = HybridRetriever(self.store, self.lexical, self.embedder.embed_query, guard=self.rw.read)
+                self._chain = AnswerChain(
+                    retriever,
+                    self.embedder,
+                    min_similarity=self.settings.min_similarity,
+                    drop_unsupported=self.settings.drop_unsupported,
+                    rewriter=self._any_chat_generator,
+                )
+            return self._chain
+
+    def generator(self, name: str | None = None):
+        """The generator called `name` (default: settings), and why it was replaced, if it was."""
+        from rag.generation import ChatGenerator, ExtractiveGenerator
+
+        name = name or self.settings.generator
+        with self._open_lock:
+            if name not in self._generators:
+                try:
+                    if name == "extractive":
+                        self._generators[name] = ExtractiveGenerator(self._embedder_unlocked())
+                    else:
+                        self._generators[name] = ChatGenerator(name, self._chat_model(name))
+                except GeneratorUnavailable as error:
+                    self._fallbacks[name] = str(error)
+                    self._generators[name] = ExtractiveGenerator(self._embedder_unlocked())
+            return self._generators[name], self._fallbacks.get(name)
+
+    def _embedder_unlocked(self):
+        if self._embedder is None:
+            from rag.embeddings import SentenceTransformerEmbeddings
+
+            self._embedder = SentenceTransformerEmbeddings(self.settings)
+        return self._embedder
+
+    def _chat_model(self, name: str):
+        if name in self._chat_models:
+            return self._chat_models[name]
+        return make_chat_model(name, self.settings)
+
+    def _any_chat_generator(self):
+        """An LLM to rewrite follow-ups for the extractive generator, if one is loaded already."""
+        from rag.generation import ChatGenerator
+
+        return next((g for g in self._generators.values() if isinstance(g, ChatGenerator)), None)
+
+    def ask_stream(
+        self,
+        question: str,
+        *,
+        history: Sequence[dict] = (),
+        k: int | None = None,
+        sources: Sequence[str] | None = None,
+        generator: str | None = None,
+    ) -> Iterator[StreamEvent]:
+        """Stream events (tokens, citations, then one final answer); see `rag.schema.StreamEvent`."""
+        question = question.strip()
+        if not question:
+            raise ValueError("The question is empty.")
+        chosen, fallback = self.generator(generator)
+        turn = self.queue.turn() if chosen.name == "local" else nullcontext()
+        with turn:
+            yield from self.chain.stream(
+                question,
+                history=history,
+                k=k or self.settings.k,
+                sources=sources,
+                generator=chosen,
+                fallback_reason=fallback,
+            )
+
+    def ask(self, question: str, **options: Any) -> Answer:
+        final = None
+        for event in self.ask_stream(question, **options):
+            if event.type == "final":
+                final = event.answer
+        assert final is not None  # the chain always ends with a final event
+        return final
+
+    def readiness(self) -> dict[str, Any]:
+        """Whether the index and the configured generator are loaded (for /readyz and the UI)."""
+        generator = self._generators.get(self.settings.generator)
+        return {
+            "index": self._store is not None and self._lexical is not None,
+            "generator": generator is not None,
+            "generator_name": generator.name if generator else self.settings.generator,
+            "fallback_reason": self._fallbacks.get(self.settings.generator),
+        }
+
+    def warm_up(self, on_progress: Callable[[str], None] | None = None) -> None:
+        """Load everything a first question needs, so that question is not the one that waits."""
+        report = on_progress or (lambda message: None)
+        report("loading the embedding model")
+        self.embedder.embed_query("warm up")
+        report("opening the index")
+        self.lexical()
+        report(f"loading the {self.settings.generator} generator")
+        self.generator()
+        report("ready")
+
+
+class GeneratorUnavailable(RuntimeError):
+    """The configured generator cannot run here (model or library missing); the extractive one stands in."""
+
+
+def make_chat_model(name: str, settings: Settings):
+    """The LangChain chat model behind an LLM generator."""
+    if name == "local":
+        from rag.llm_local import ModelUnavailable, load_local_chat_model
+
+        try:
+            return load_local_chat_model(settings)
+        except ModelUnavailable as error:
+            raise GeneratorUnavailable(f"local model unavailable ({error}); using the extractive generator") from None
+    if name == "openai":
+        from langchain_openai import ChatOpenAI
+
+        if not settings.openai_base_url and settings.openai_api_key.get_secret_value() == "not-needed":
+            raise GeneratorUnavailable("RAG_OPENAI_BASE_URL or RAG_OPENAI_API_KEY is not set")
+        return ChatOpenAI(
+            model=settings.openai_model,
+            base_url=settings.openai_base_url,
+            api_key=settings.openai_api_key,
+            temperature=settings.llm_temperature,
+            max_tokens=settings.llm_max_tokens,
+            streaming=True,
+        )
+    if name == "ollama":
+        from langchain_ollama import ChatOllama
+
+        return ChatOllama(
+            model=settings.ollama_model,
+            base_url=settings.ollama_base_url,
+            temperature=settings.llm_temperature,
+            num_predict=settings.llm_max_tokens,
+        )
+    raise GeneratorUnavailable(f"unknown generator {name!r}")
 
 
 _UNSAFE = re.compile(r"[^\w.\- ]+", re.UNICODE)

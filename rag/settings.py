@@ -40,6 +40,9 @@ class Settings(BaseSettings):
 
     # retrieval
     k: int = Field(5, ge=1, le=50)
+    min_similarity: float = Field(
+        0.80, description="Below this cosine similarity of the best passage, refuse without generating."
+    )
 
     # generation
     generator: GeneratorName = "local"

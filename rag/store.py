@@ -20,6 +20,8 @@ from rag.settings import Settings
 # Chroma insists on an embedding for every record; document records carry this placeholder.
 _PLACEHOLDER_VECTOR = [0.0]
 _DOCUMENTS_SUFFIX = "__documents"
+_SENTENCES_SUFFIX = "__sentences"
+_COMPANIONS = ("", _SENTENCES_SUFFIX, _DOCUMENTS_SUFFIX)
 _BUILDING_SUFFIX = "__building"
 _RETIRED_SUFFIX = "__retired"
 
@@ -42,13 +44,31 @@ class DocumentRecord:
     title: str
     chunks: int
     indexed_at: str
+    pipeline: str = ""  # loader/chunker version and chunk settings: a change re-chunks (vectors are reused)
 
     def to_metadata(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_metadata(cls, meta: dict[str, Any]) -> DocumentRecord:
-        return cls(**{name: meta[name] for name in cls.__dataclass_fields__})
+        return cls(**{name: meta[name] for name in cls.__dataclass_fields__ if name in meta})
+
+
+@dataclass
+class ChunkVectors:
+    """A chunk's own vector and one per sentence: a short factual question matches one sentence of a
+    1,000-character passage much better than the whole passage, so retrieval looks at both."""
+
+    chunk: list[float]
+    sentences: list[tuple[int, int, list[float]]]  # (start, end) inside the chunk text, vector
+
+
+@dataclass(frozen=True)
+class SentenceHit:
+    chunk_id: str
+    start: int  # inside the chunk text
+    end: int
+    score: float  # cosine similarity
 
 
 @dataclass(frozen=True)
@@ -60,13 +80,18 @@ class ScoredChunk:
 class VectorStore(Protocol):
     """The few operations the indexer and the retriever need; Chroma is one implementation."""
 
-    def upsert(self, chunks: Sequence[Chunk], embeddings: Sequence[Sequence[float]]) -> None: ...
+    def upsert(self, chunks: Sequence[Chunk], vectors: Sequence[ChunkVectors]) -> None: ...
     def delete(self, ids: Iterable[str]) -> None: ...
     def ids_for_source(self, source: str) -> set[str]: ...
-    def embeddings_for(self, ids: Sequence[str]) -> dict[str, list[float]]: ...
+    def embeddings_for(self, ids: Sequence[str]) -> dict[str, ChunkVectors]: ...
+    def sentence_search(
+        self, vector: Sequence[float], k: int, sources: Sequence[str] | None = None, language: str | None = None
+    ) -> list[SentenceHit]: ...
     def chunks(self, sources: Sequence[str] | None = None) -> list[Chunk]: ...
     def chunks_by_id(self, ids: Sequence[str]) -> dict[str, Chunk]: ...
-    def search(self, vector: Sequence[float], k: int, sources: Sequence[str] | None = None) -> list[ScoredChunk]: ...
+    def search(
+        self, vector: Sequence[float], k: int, sources: Sequence[str] | None = None, language: str | None = None
+    ) -> list[ScoredChunk]: ...
     def count(self) -> int: ...
     def put_document(self, record: DocumentRecord) -> None: ...
     def delete_document(self, source: str) -> None: ...
@@ -92,7 +117,8 @@ def make_chroma_client(settings: Settings):
 
 
 class ChromaStore:
-    """Chunks in `<collection>`, document records in `<collection>__documents`, cosine space.
+    """Chunks in `<collection>`, their sentences' vectors in `<collection>__sentences`, document records in
+    `<collection>__documents`; cosine space.
 
     Writes go straight to the chromadb collection (we supply our own embeddings, computed once and
     reused by chunk id); similarity search goes through langchain-chroma.
@@ -118,17 +144,31 @@ class ChromaStore:
                 f"{self.dimension}) is configured. Run `rag index --rebuild` to re-embed everything "
                 "with the configured model, or set RAG_EMBEDDING_MODEL back."
             )
+        self._sentences = self._client.get_or_create_collection(
+            self.name + _SENTENCES_SUFFIX, embedding_function=None, metadata={"hnsw:space": "cosine"}
+        )
         self._documents = self._client.get_or_create_collection(self.name + _DOCUMENTS_SUFFIX, embedding_function=None)
         self._langchain = Chroma(client=self._client, collection_name=self.name, embedding_function=None)
         self._batch = max(1, min(self._client.get_max_batch_size(), 1000))
 
     # --- chunks -------------------------------------------------------------------------------
-    def upsert(self, chunks: Sequence[Chunk], embeddings: Sequence[Sequence[float]]) -> None:
+    def upsert(self, chunks: Sequence[Chunk], vectors: Sequence[ChunkVectors]) -> None:
+        """Sentences first, then chunks: a chunk is visible only once everything it needs is stored."""
+        ids, embeddings, metadatas = [], [], []
+        for chunk, vector in zip(chunks, vectors, strict=True):
+            for start, end, sentence_vector in vector.sentences:
+                ids.append(f"{chunk.id}:{start}:{end}")
+                embeddings.append(list(map(float, sentence_vector)))
+                meta = {"chunk_id": chunk.id, "source": chunk.source, "start": start, "end": end}
+                metadatas.append(meta | ({"language": chunk.language} if chunk.language else {}))
+        for lo in range(0, len(ids), self._batch):
+            hi = lo + self._batch
+            self._sentences.upsert(ids=ids[lo:hi], embeddings=embeddings[lo:hi], metadatas=metadatas[lo:hi])
         for lo in range(0, len(chunks), self._batch):
             part = chunks[lo : lo + self._batch]
             self._chunks.upsert(
                 ids=[c.id for c in part],
-                embeddings=[list(map(float, e)) for e in embeddings[lo : lo + self._batch]],
+                embeddings=[list(map(float, v.chunk)) for v in vectors[lo : lo + self._batch]],
                 documents=[c.text for c in part],
                 metadatas=[c.metadata() for c in part],
             )
@@ -136,18 +176,43 @@ class ChromaStore:
     def delete(self, ids: Iterable[str]) -> None:
         ids = list(ids)
         for lo in range(0, len(ids), self._batch):
-            self._chunks.delete(ids=ids[lo : lo + self._batch])
+            part = ids[lo : lo + self._batch]
+            self._chunks.delete(ids=part)
+            self._sentences.delete(where={"chunk_id": {"$in": part}})
 
     def ids_for_source(self, source: str) -> set[str]:
         return set(self._chunks.get(where={"source": source}, include=[])["ids"])
 
-    def embeddings_for(self, ids: Sequence[str]) -> dict[str, list[float]]:
-        found: dict[str, list[float]] = {}
+    def embeddings_for(self, ids: Sequence[str]) -> dict[str, ChunkVectors]:
+        found: dict[str, ChunkVectors] = {}
         for lo in range(0, len(ids), self._batch):
-            got = self._chunks.get(ids=list(ids[lo : lo + self._batch]), include=["embeddings"])
+            part = list(ids[lo : lo + self._batch])
+            got = self._chunks.get(ids=part, include=["embeddings"])
             for chunk_id_, vector in zip(got["ids"], got["embeddings"], strict=True):
-                found[chunk_id_] = [float(x) for x in vector]
+                found[chunk_id_] = ChunkVectors([float(x) for x in vector], [])
+            sentences = self._sentences.get(where={"chunk_id": {"$in": part}}, include=["embeddings", "metadatas"])
+            for meta, vector in zip(sentences["metadatas"], sentences["embeddings"], strict=True):
+                if meta["chunk_id"] in found:
+                    found[meta["chunk_id"]].sentences.append((meta["start"], meta["end"], [float(x) for x in vector]))
+        for vectors in found.values():
+            vectors.sentences.sort(key=lambda s: s[0])
         return found
+
+    def sentence_search(
+        self, vector: Sequence[float], k: int, sources: Sequence[str] | None = None, language: str | None = None
+    ) -> list[SentenceHit]:
+        if self._sentences.count() == 0:
+            return []
+        got = self._sentences.query(
+            query_embeddings=[list(map(float, vector))],
+            n_results=k,
+            where=_filter(sources, language),
+            include=["metadatas", "distances"],
+        )
+        return [
+            SentenceHit(str(m["chunk_id"]), int(m["start"]), int(m["end"]), 1.0 - float(d))
+            for m, d in zip(got["metadatas"][0], got["distances"][0], strict=True)
+        ]
 
     def chunks(self, sources: Sequence[str] | None = None) -> list[Chunk]:
         where = _source_filter(sources)
@@ -161,11 +226,23 @@ class ChromaStore:
             ]
         return sorted(result, key=lambda c: (c.source, c.index))
 
-    def search(self, vector: Sequence[float], k: int, sources: Sequence[str] | None = None) -> list[ScoredChunk]:
+    def chunks_by_id(self, ids: Sequence[str]) -> dict[str, Chunk]:
+        """The chunks that still exist among `ids` (a lexical hit may name one a refresh just replaced)."""
+        if not ids:
+            return {}
+        got = self._chunks.get(ids=list(ids), include=["documents", "metadatas"])
+        return {
+            i: Chunk.from_metadata(i, t, m)
+            for i, t, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+        }
+
+    def search(
+        self, vector: Sequence[float], k: int, sources: Sequence[str] | None = None, language: str | None = None
+    ) -> list[ScoredChunk]:
         if self._chunks.count() == 0:
             return []
         hits = self._langchain.similarity_search_by_vector_with_relevance_scores(
-            list(map(float, vector)), k=k, filter=_source_filter(sources)
+            list(map(float, vector)), k=k, filter=_filter(sources, language)
         )
         # langchain reports cosine *distance* (1 - similarity) for a cosine collection.
         return [
@@ -222,7 +299,7 @@ def swap_in(built: ChromaStore, target: str) -> ChromaStore:
     client = built.client
     retired = target + _RETIRED_SUFFIX
     _drop_collections(client, retired)
-    for suffix in ("", _DOCUMENTS_SUFFIX):
+    for suffix in _COMPANIONS:
         if _exists(client, target + suffix):
             client.get_collection(target + suffix).modify(name=retired + suffix)
         client.get_collection(built.name + suffix).modify(name=target + suffix)
@@ -236,11 +313,18 @@ def _source_filter(sources: Sequence[str] | None) -> dict[str, Any] | None:
     return {"source": sources[0]} if len(sources) == 1 else {"source": {"$in": list(sources)}}
 
 
+def _filter(sources: Sequence[str] | None, language: str | None) -> dict[str, Any] | None:
+    clauses = [c for c in (_source_filter(sources), {"language": language} if language else None) if c]
+    if len(clauses) < 2:
+        return clauses[0] if clauses else None
+    return {"$and": clauses}
+
+
 def _exists(client: Any, name: str) -> bool:
     return name in {c if isinstance(c, str) else c.name for c in client.list_collections()}
 
 
 def _drop_collections(client: Any, name: str) -> None:
-    for suffix in ("", _DOCUMENTS_SUFFIX):
+    for suffix in _COMPANIONS:
         if _exists(client, name + suffix):
             client.delete_collection(name + suffix)

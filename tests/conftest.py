@@ -44,3 +44,11 @@ def make_settings(tmp_path: Path, models_dir: Path) -> Callable[..., Settings]:
         return settings
 
     return factory
+
+
+@pytest.fixture(scope="session")
+def embedder(models_dir: Path):
+    """The real multilingual-e5-small, materialised once into the shared models dir."""
+    from rag.embeddings import SentenceTransformerEmbeddings
+
+    return SentenceTransformerEmbeddings(Settings(_env_file=None, data_dir=models_dir.parent))

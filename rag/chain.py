@@ -1,0 +1,129 @@
+"""The answer chain, in LCEL: standalone question (only when the question leans on the history) →
+hybrid retrieval → numbered, tight excerpts → streamed generation → citation attribution."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+from langchain_core.runnables import RunnableLambda, RunnablePassthrough
+
+from rag.citations import AttributionConfig, Attributor, CitationStreamer, SentenceEncoder
+from rag.generation import REFUSALS, ChatGenerator, GenerationRequest, Generator, select_excerpts
+from rag.language import Language, detect_language
+from rag.lexical import analyze
+from rag.retrieval import HybridRetriever
+from rag.schema import Answer, StreamEvent, Timings
+
+# Words that point back into the conversation ("it", "they", "celui-ci"...) or open a follow-up ("and ...?").
+_ANAPHORA = re.compile(
+    r"\b(it|its|they|them|their|this|that|these|those|he|she|his|her|him|"
+    r"il|elle|ils|elles|lui|leur|leurs|ce|cela|ça|celui|celle|ceux|celles|ci|là|son|sa|ses)\b",
+    re.IGNORECASE,
+)
+_FOLLOW_UP_START = re.compile(r"^\s*(and|but|what about|how about|also|et|mais|aussi|pourquoi \?|et pour)\b", re.I)
+
+
+def leans_on_history(question: str, history: Sequence[dict]) -> bool:
+    """Cheap test that saves an LLM call for every self-contained question."""
+    if not history:
+        return False
+    return bool(_FOLLOW_UP_START.search(question) or _ANAPHORA.search(question) or len(analyze(question)) < 3)
+
+
+@dataclass
+class ChainInput:
+    question: str
+    history: Sequence[dict]
+    k: int
+    sources: Sequence[str] | None
+    generator: Generator
+
+
+class AnswerChain:
+    def __init__(
+        self,
+        retriever: HybridRetriever,
+        encoder: SentenceEncoder,
+        *,
+        min_similarity: float,
+        drop_unsupported: bool,
+        attribution: AttributionConfig | None = None,
+        rewriter: Callable[[], ChatGenerator | None] = lambda: None,
+    ):
+        self.retriever = retriever
+        self.encoder = encoder
+        self.min_similarity = min_similarity
+        self.drop_unsupported = drop_unsupported
+        self.attribution = attribution
+        self.rewriter = rewriter
+        self.prepare = RunnablePassthrough.assign(standalone=RunnableLambda(self._standalone)) | RunnableLambda(
+            self._retrieve
+        )
+
+    def _standalone(self, state: dict) -> str:
+        question, history = state["question"], state["history"]
+        if not leans_on_history(question, history):
+            return question
+        generator = state["generator"]
+        rewriter = generator if isinstance(generator, ChatGenerator) else self.rewriter()
+        if rewriter is None:  # no LLM at hand: the previous question gives the context
+            previous = next((m["content"] for m in reversed(history) if m["role"] == "user"), "")
+            return f"{previous} {question}".strip()
+        return rewriter.rewrite(question, history, detect_language(question))
+
+    def _retrieve(self, state: dict) -> dict:
+        started = time.perf_counter()
+        language = detect_language(state["question"])
+        passages = self.retriever.retrieve(state["standalone"], state["k"], sources=state["sources"], language=language)
+        return {**state, "language": language, "passages": passages, "retrieve_ms": _ms(started)}
+
+    def stream(
+        self,
+        question: str,
+        *,
+        history: Sequence[dict] = (),
+        k: int,
+        sources: Sequence[str] | None = None,
+        generator: Generator,
+        fallback_reason: str | None = None,
+    ) -> Iterator[StreamEvent]:
+        started = time.perf_counter()
+        state = self.prepare.invoke(
+            {"question": question, "history": list(history), "k": k, "sources": sources, "generator": generator}
+        )
+        language: Language = state["language"]
+        passages = state["passages"]
+        answer = Answer(
+            answer="",
+            passages=passages,
+            language=language,
+            generator=generator.name,
+            fallback_reason=fallback_reason,
+            standalone_question=state["standalone"] if state["standalone"] != question else None,
+        )
+        generate_started = time.perf_counter()
+        if not passages or max(p.similarity for p in passages) < self.min_similarity:
+            # Nothing relevant: say so without asking a generator to make something up.
+            answer.answer, answer.refused, answer.passages = REFUSALS[language], True, []
+            yield StreamEvent(type="token", text=answer.answer)
+        else:
+            attributor = Attributor(self.encoder, passages, self.attribution)
+            request = GenerationRequest(
+                state["standalone"], language, passages, select_excerpts(self.encoder, state["standalone"], passages)
+            )
+            streamer = CitationStreamer(attributor, drop_unsupported=self.drop_unsupported)
+            for token in generator.stream(request):
+                yield from streamer.feed(token)
+            yield from streamer.finish()
+            cited = streamer.result()
+            answer.answer, answer.citations = cited.text, cited.citations
+            answer.unsupported, answer.refused = cited.unsupported, cited.refused
+        answer.timings_ms = Timings(retrieve=state["retrieve_ms"], generate=_ms(generate_started), total=_ms(started))
+        yield StreamEvent(type="final", answer=answer)
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 1)

@@ -1,0 +1,276 @@
+"""Citations attributed and verified after generation, the same way for every generator.
+
+A small local model puts the right facts in its answer far more often than the right `[n]`, so its
+brackets are hints at most. Each answer sentence is matched against the sentences of the passages it
+was given, by multilingual embeddings (which cross French and English) plus lexical overlap (which
+catches names and figures); the best passage sentence above a threshold becomes the quote, and a
+sentence nothing supports is flagged. Markers are renumbered 1..m by first appearance.
+
+`CitationStreamer` applies this while tokens stream: text goes out as it comes, the model's own markers
+are taken out, and each sentence's markers are sent as soon as the sentence is complete, so the streamed
+text, once finished, is exactly the final answer text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from index.chunking import split_sentences
+from rag.lexical import analyze
+from rag.schema import Citation, Passage, StreamEvent
+
+# "[1]", "[1, 2]", "[1][3]", "[Passage 2]", "[source 1]" as models write them.
+_MARKER = re.compile(r"\s*\[(?:passage|source|doc(?:ument)?)?\s*(\d+(?:\s*[,;]\s*\d+)*)\]", re.IGNORECASE)
+# A tail that may still grow into a marker: hold it back instead of streaming it.
+_PARTIAL_MARKER = re.compile(r"\s*\[[\w\s,;]{0,12}$", re.IGNORECASE)
+_REFUSAL = re.compile(
+    r"(je ne sais pas|ne (le )?(disent|dit|précisent|mentionnent|contiennent|indiquent) pas|"
+    r"aucune information|pas d'information|n'est pas (mentionné|indiqué|précisé)|"
+    r"i don't know|i do not know|(do|does) not (say|mention|contain|specify|state|provide)|"
+    r"(is|are) not (mentioned|stated|specified|provided)|no information)",
+    re.IGNORECASE,
+)
+
+
+class SentenceEncoder(Protocol):
+    def encode(self, texts: list[str], kind: str) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class AttributionConfig:
+    threshold: float = 0.84  # combined score a passage sentence needs to support an answer sentence
+    lexical_weight: float = 0.15  # share of token overlap in the combined score
+    hint_bonus: float = 0.01  # the model's own bracket, when it names this passage
+    second_margin: float = 0.015  # a second passage is cited too when this close to the best
+    min_words: int = 3  # shorter fragments are neither cited nor flagged
+
+
+@dataclass
+class _PassageSentences:
+    passage: Passage
+    spans: list[tuple[int, int]]  # offsets inside passage.text
+    vectors: np.ndarray
+    tokens: list[set[str]]
+
+
+@dataclass
+class SentenceAttribution:
+    text: str
+    supported: bool
+    citations: list[tuple[int, int, int]] = field(default_factory=list)  # (passage index, span start, span end)
+
+
+def strip_markers(text: str) -> tuple[str, set[int]]:
+    """The text without the model's brackets, and the passage numbers they named."""
+    hinted = {int(n) for match in _MARKER.finditer(text) for n in re.findall(r"\d+", match.group(1))}
+    return _MARKER.sub("", text), hinted
+
+
+def is_refusal(text: str) -> bool:
+    return bool(_REFUSAL.search(text))
+
+
+class Attributor:
+    """Matches answer sentences to passage sentences; one instance per answer (it caches passage vectors)."""
+
+    def __init__(self, encoder: SentenceEncoder, passages: Sequence[Passage], config: AttributionConfig | None = None):
+        self.config = config or AttributionConfig()
+        self.passages = list(passages)
+        spans = [split_sentences(p.text) or [(0, len(p.text))] for p in self.passages]
+        flat = [p.text[s:e] for p, ss in zip(self.passages, spans, strict=True) for s, e in ss]
+        vectors = encoder.encode(flat, "query") if flat else np.zeros((0, 1), dtype=np.float32)
+        self._encoder = encoder
+        self._sentences: list[_PassageSentences] = []
+        offset = 0
+        for passage, passage_spans in zip(self.passages, spans, strict=True):
+            count = len(passage_spans)
+            self._sentences.append(
+                _PassageSentences(
+                    passage,
+                    passage_spans,
+                    vectors[offset : offset + count],
+                    [set(analyze(passage.text[s:e])) for s, e in passage_spans],
+                )
+            )
+            offset += count
+
+    def attribute(self, sentence: str, hinted: set[int] = frozenset()) -> SentenceAttribution:
+        """Which passages (and which of their sentences) support `sentence`."""
+        config = self.config
+        words = analyze(sentence)
+        if len(sentence.split()) < config.min_words or not words or not self._sentences:
+            return SentenceAttribution(sentence, supported=True)
+        vector = self._encoder.encode([sentence], "query")[0]
+        answer_tokens = set(words)
+        scored: list[tuple[float, int, int]] = []  # (score, passage index, sentence index)
+        for index, item in enumerate(self._sentences):
+            similarity = item.vectors @ vector
+            overlap = np.array([len(answer_tokens & t) / len(answer_tokens) for t in item.tokens])
+            combined = (1 - config.lexical_weight) * similarity + config.lexical_weight * overlap
+            if item.passage.n in hinted:
+                combined = combined + config.hint_bonus
+            best = int(np.argmax(combined))
+            scored.append((float(combined[best]), index, best))
+        scored.sort(reverse=True)
+        best_score = scored[0][0]
+        if best_score < config.threshold:
+            return SentenceAttribution(sentence, supported=False)
+        chosen = [s for s in scored[:2] if s[0] >= max(config.threshold, best_score - config.second_margin)]
+        citations = []
+        for _, index, sentence_index in chosen:
+            start, end = self._sentences[index].spans[sentence_index]
+            citations.append((index, start, end))
+        return SentenceAttribution(sentence, supported=True, citations=citations)
+
+
+class CitationNumbering:
+    """Numbers (passage, quote) pairs 1..m in order of first appearance in the answer."""
+
+    def __init__(self, passages: Sequence[Passage]):
+        self.passages = list(passages)
+        self._numbers: dict[tuple[int, int, int], int] = {}
+        self.citations: list[Citation] = []
+
+    def number(self, key: tuple[int, int, int]) -> tuple[int, Citation | None]:
+        """The marker number for `key`, and the new Citation if this is its first appearance."""
+        if key in self._numbers:
+            return self._numbers[key], None
+        index, start, end = key
+        passage = self.passages[index]
+        n = len(self._numbers) + 1
+        self._numbers[key] = n
+        citation = Citation(
+            n=n,
+            source=passage.source,
+            title=passage.title,
+            page=passage.page,
+            chunk_id=passage.chunk_id,
+            start=passage.start,
+            end=passage.end,
+            text=passage.text,
+            quote=passage.text[start:end],
+            quote_start=passage.start + start,
+            quote_end=passage.start + end,
+        )
+        self.citations.append(citation)
+        return n, citation
+
+
+@dataclass
+class CitedAnswer:
+    text: str
+    citations: list[Citation]
+    unsupported: list[str]
+    refused: bool
+
+
+class CitationStreamer:
+    """Feed model tokens in, get honest stream events out; `result()` gives the final cited answer."""
+
+    def __init__(self, attributor: Attributor, *, drop_unsupported: bool = False):
+        self.attributor = attributor
+        self.drop_unsupported = drop_unsupported
+        self.numbering = CitationNumbering(attributor.passages)
+        self._raw = ""  # model text received so far
+        self._done_upto = 0  # end (in cleaned text) of the sentences already attributed
+        self._emitted_upto = 0  # end (in cleaned text) of what has been streamed
+        self._output: list[str] = []
+        self._unsupported: list[str] = []
+        self._any_supported = False
+
+    def feed(self, token: str) -> Iterator[StreamEvent]:
+        self._raw += token
+        yield from self._advance(final=False)
+
+    def finish(self) -> Iterator[StreamEvent]:
+        yield from self._advance(final=True)
+
+    def result(self) -> CitedAnswer:
+        text = "".join(self._output)
+        cleaned, _ = strip_markers(self._raw)
+        refused = not self._any_supported and (is_refusal(cleaned) or not cleaned.strip())
+        citations = [] if refused else self.numbering.citations
+        return CitedAnswer(text, citations, [] if refused else self._unsupported, refused)
+
+    # --- internals ----------------------------------------------------------------------------------
+    def _clean(self, final: bool) -> tuple[str, set[int]]:
+        raw = self._raw
+        if not final:
+            partial = _PARTIAL_MARKER.search(raw)
+            if partial:
+                raw = raw[: partial.start()]
+        return strip_markers(raw)
+
+    def _advance(self, final: bool) -> Iterator[StreamEvent]:
+        cleaned, _ = self._clean(final)
+        # Never stream leading whitespace: the streamed text must equal the final answer text.
+        self._emitted_upto = max(self._emitted_upto, len(cleaned) - len(cleaned.lstrip()))
+        spans = split_sentences(cleaned)
+        # All sentences but the last are complete; at the end, the last one is too.
+        complete = spans if final else spans[:-1]
+        for start, end in complete:
+            if end <= self._done_upto:
+                continue
+            yield from self._close_sentence(cleaned, start, end)
+        if not final and not self.drop_unsupported and spans:
+            # Stream the sentence in progress, holding back trailing whitespace (markers may follow it).
+            tail_end = len(cleaned.rstrip())
+            if tail_end > self._emitted_upto:
+                yield self._emit(cleaned[self._emitted_upto : tail_end])
+                self._emitted_upto = tail_end
+
+    def _close_sentence(self, cleaned: str, start: int, end: int) -> Iterator[StreamEvent]:
+        sentence = cleaned[start:end]
+        _, hinted = strip_markers(self._raw_segment_for(sentence))
+        attribution = self.attributor.attribute(sentence, hinted)
+        self._done_upto = end
+        separator = cleaned[self._emitted_upto : start] if self._emitted_upto < start else ""
+        if not attribution.supported:
+            self._unsupported.append(sentence)
+            if self.drop_unsupported:
+                self._emitted_upto = end
+                return
+        if self.drop_unsupported:
+            # Nothing of this sentence went out yet: send it whole, with the separator before it.
+            prefix = separator if self._output else ""
+            yield self._emit(prefix + sentence)
+        elif end > self._emitted_upto:
+            yield self._emit(cleaned[self._emitted_upto : end])
+        self._emitted_upto = end
+        if attribution.citations:
+            self._any_supported = True
+            numbers, new = [], []
+            for key in attribution.citations:
+                n, citation = self.numbering.number(key)
+                if n not in numbers:
+                    numbers.append(n)
+                if citation:
+                    new.append(citation)
+            yield self._emit(" " + "".join(f"[{n}]" for n in numbers))
+            yield StreamEvent(type="citations", citations=new)
+
+    def _raw_segment_for(self, sentence: str) -> str:
+        """The raw model text around a sentence, to read the brackets the model put after it."""
+        index = self._raw.find(sentence[: min(len(sentence), 40)])
+        if index < 0:
+            return ""
+        following = _MARKER.match(self._raw, index + len(sentence))
+        return self._raw[index : following.end() if following else index + len(sentence)]
+
+    def _emit(self, text: str) -> StreamEvent:
+        self._output.append(text)
+        return StreamEvent(type="token", text=text)
+
+
+def attribute_answer(
+    attributor: Attributor, text: str, *, drop_unsupported: bool = False
+) -> tuple[CitedAnswer, list[StreamEvent]]:
+    """Non-streaming use: the whole answer at once (same code path as streaming)."""
+    streamer = CitationStreamer(attributor, drop_unsupported=drop_unsupported)
+    events = list(streamer.feed(text)) + list(streamer.finish())
+    return streamer.result(), events

@@ -1,0 +1,121 @@
+"""Citation attribution and honest streaming, with LangChain's fake chat models and the real embedder."""
+
+from __future__ import annotations
+
+import pytest
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage
+
+from rag.citations import Attributor, CitationStreamer, attribute_answer, strip_markers
+from rag.generation import ChatGenerator, GenerationRequest
+from rag.schema import Passage
+
+ITALY = (
+    "Les problèmes de sécurité des données sont un autre sujet. Cela est déjà devenu une réalité, comme "
+    "l'illustre l'interdiction de DeepSeek par l'Italie le 30 janvier pour des raisons de transfert de données."
+)
+O1 = (
+    "Le grand modèle de langage R1 de DeepSeek a prétendu surpasser le célèbre modèle o1 d'OpenAI avec un "
+    "investissement beaucoup plus petit."
+)
+H800 = "All DeepSeek-V3/R1 inference services are served on H800 GPUs with precision consistent with training."
+
+
+def passage(n: int, text: str, source: str, start: int = 100) -> Passage:
+    return Passage(
+        n=n, chunk_id=f"c{n}", source=source, title=source, start=start, end=start + len(text), text=text, score=1.0
+    )
+
+
+@pytest.fixture
+def passages() -> list[Passage]:
+    return [
+        passage(1, ITALY, "article.txt", 1000),
+        passage(2, O1, "article.txt", 200),
+        passage(3, H800, "inference.md", 50),
+    ]
+
+
+def run_fake_model(answer: str, passages, embedder, drop_unsupported: bool = False):
+    """Stream `answer` through a fake LangChain chat model and the citation streamer."""
+    generator = ChatGenerator("fake", GenericFakeChatModel(messages=iter([AIMessage(content=answer)])))
+    request = GenerationRequest("q", "fr", passages, [p.text for p in passages])
+    streamer = CitationStreamer(Attributor(embedder, passages), drop_unsupported=drop_unsupported)
+    events = []
+    for token in generator.stream(request):
+        events += list(streamer.feed(token))
+    events += list(streamer.finish())
+    return streamer.result(), events
+
+
+def streamed_text(events) -> str:
+    return "".join(e.text for e in events if e.type == "token")
+
+
+def test_sentence_gets_the_passage_that_supports_it_whatever_bracket_the_model_wrote(passages, embedder):
+    answer = (
+        "L'Italie a interdit DeepSeek le 30 janvier pour des raisons de transfert de données [3]. "
+        "DeepSeek affirme que R1 surpasse le modèle o1 d'OpenAI [1]."
+    )
+    result, events = run_fake_model(answer, passages, embedder)
+    assert [c.chunk_id for c in result.citations] == ["c1", "c2"]
+    assert result.text == (
+        "L'Italie a interdit DeepSeek le 30 janvier pour des raisons de transfert de données. [1] "
+        "DeepSeek affirme que R1 surpasse le modèle o1 d'OpenAI. [2]"
+    )
+    italy = result.citations[0]
+    assert "interdiction de DeepSeek par l'Italie" in italy.quote
+    # the quote offsets place it in the document: passage starts at 1000 in its document
+    assert italy.quote_start == 1000 + ITALY.index(italy.quote)
+    assert italy.quote_end - italy.quote_start == len(italy.quote)
+    assert streamed_text(events) == result.text
+    assert result.unsupported == [] and not result.refused
+
+
+def test_unknown_numbers_vanish_and_markers_are_renumbered_by_first_appearance(passages, embedder):
+    answer = "Les services d'inférence tournent sur des GPU H800 [9]. R1 prétend surpasser o1 d'OpenAI [2][5]."
+    result, events = run_fake_model(answer, passages, embedder)
+    assert "[9]" not in result.text and "[5]" not in result.text
+    assert [(c.n, c.chunk_id) for c in result.citations] == [(1, "c3"), (2, "c2")]
+    assert result.text.index("[1]") < result.text.index("[2]")
+    assert streamed_text(events) == result.text
+
+
+def test_english_sentence_is_attributed_to_the_french_passage(passages, embedder):
+    result, _ = run_fake_model("Italy banned DeepSeek on 30 January over data transfers.", passages, embedder)
+    assert [c.chunk_id for c in result.citations] == ["c1"]
+
+
+def test_unsupported_sentence_is_flagged_and_can_be_dropped(passages, embedder):
+    answer = "L'Italie a interdit DeepSeek le 30 janvier. La tour Eiffel mesure trois cent trente mètres de haut."
+    kept, events = run_fake_model(answer, passages, embedder)
+    assert kept.unsupported == ["La tour Eiffel mesure trois cent trente mètres de haut."]
+    assert "Eiffel" in kept.text and streamed_text(events) == kept.text
+    dropped, events = run_fake_model(answer, passages, embedder, drop_unsupported=True)
+    assert "Eiffel" not in dropped.text and dropped.unsupported == kept.unsupported
+    assert streamed_text(events) == dropped.text
+    assert dropped.text.startswith("L'Italie a interdit DeepSeek le 30 janvier.")
+
+
+def test_markers_split_across_tokens_never_leak_into_the_stream(passages, embedder):
+    attributor = Attributor(embedder, passages)
+    streamer = CitationStreamer(attributor)
+    tokens = ["R1 prétend", " surpasser le modèle", " o1 d'OpenAI", " [", "2", "]", ".", " Les GPU", " H800 [", "3]."]
+    events = [e for t in tokens for e in streamer.feed(t)] + list(streamer.finish())
+    text = streamed_text(events)
+    assert text == streamer.result().text
+    assert "[" not in text.replace("[1]", "").replace("[2]", "")
+    # each sentence's markers follow it as soon as it is complete: before the next sentence's text
+    first_marker = next(i for i, e in enumerate(events) if e.type == "citations")
+    assert "GPU" not in "".join(e.text for e in events[:first_marker] if e.type == "token")
+
+
+def test_refusal_has_no_citations(passages, embedder):
+    result, _ = attribute_answer(Attributor(embedder, passages), "Les documents ne contiennent pas la réponse.")
+    assert result.refused and result.citations == []
+
+
+def test_strip_markers_reads_hints():
+    text, hinted = strip_markers("A [1, 3]. B [Passage 2]. C[4][5].")
+    assert text == "A. B. C."
+    assert hinted == {1, 2, 3, 4, 5}
