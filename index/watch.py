@@ -50,8 +50,10 @@ def watch(
     *,
     settle_seconds: float = 2.0,
     stop: threading.Event | None = None,
+    ready: threading.Event | None = None,
 ) -> None:
-    """Run `refresh` after each settled burst of changes under `paths`, until `stop` is set.
+    """Run `refresh` after each settled burst of changes under `paths`, until `stop` is set
+    (`ready` is set once changes are being watched).
 
     A failing refresh is logged and the watch goes on: the next change (or the next settle) retries.
     """
@@ -70,6 +72,8 @@ def watch(
     for path in paths:
         observer.schedule(handler, str(path if path.is_dir() else path.parent), recursive=True)
     observer.start()
+    if ready:
+        ready.set()
     try:
         while not stop.wait(0.5):
             pass

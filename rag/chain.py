@@ -6,11 +6,10 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 
 from langchain_core.runnables import RunnableLambda, RunnablePassthrough
 
-from rag.citations import AttributionConfig, Attributor, CitationStreamer, SentenceEncoder
+from rag.citations import AttributionConfig, Attributor, CitationStreamer, SentenceEncoder, build_passage_sentences
 from rag.generation import REFUSALS, ChatGenerator, GenerationRequest, Generator, select_excerpts
 from rag.language import Language, detect_language
 from rag.lexical import analyze
@@ -31,15 +30,6 @@ def leans_on_history(question: str, history: Sequence[dict]) -> bool:
     if not history:
         return False
     return bool(_FOLLOW_UP_START.search(question) or _ANAPHORA.search(question) or len(analyze(question)) < 3)
-
-
-@dataclass
-class ChainInput:
-    question: str
-    history: Sequence[dict]
-    k: int
-    sources: Sequence[str] | None
-    generator: Generator
 
 
 class AnswerChain:
@@ -110,10 +100,12 @@ class AnswerChain:
             answer.answer, answer.refused, answer.passages = REFUSALS[language], True, []
             yield StreamEvent(type="token", text=answer.answer)
         else:
-            attributor = Attributor(self.encoder, passages, self.attribution)
-            request = GenerationRequest(
-                state["standalone"], language, passages, select_excerpts(self.encoder, state["standalone"], passages)
-            )
+            question = state["standalone"]
+            sentences = build_passage_sentences(self.encoder, passages, self.retriever.stored_sentences(passages))
+            question_vector = self.encoder.encode([question], "query")[0]
+            attributor = Attributor(self.encoder, sentences, self.attribution)
+            request = GenerationRequest(question, language, passages, sentences, question_vector)
+            request.excerpts = select_excerpts(sentences, question_vector)
             streamer = CitationStreamer(attributor, drop_unsupported=self.drop_unsupported)
             for token in generator.stream(request):
                 yield from streamer.feed(token)

@@ -90,6 +90,70 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _print_sources(answer) -> None:
+    if answer.fallback_reason:
+        print(f"\n(note: {answer.fallback_reason})", file=sys.stderr)
+    if answer.refused or not answer.citations:
+        return
+    print("\nSources:")
+    for citation in answer.citations:
+        page = f", p. {citation.page}" if citation.page else ""
+        print(f"  [{citation.n}] {citation.source}{page}: « {' '.join(citation.quote.split())} »")
+    for sentence in answer.unsupported:
+        print(f"  (not supported by the documents: {sentence})")
+
+
+def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.service import RagService
+
+    service = RagService(settings)
+    options = {"k": args.k, "generator": args.generator}
+    if args.json:
+        print(service.ask(args.question, **options).model_dump_json(indent=2))
+        return 0
+    final = None
+    for event in service.ask_stream(args.question, **options):
+        if event.type == "token":
+            print(event.text, end="", flush=True)
+        elif event.type == "final":
+            final = event.answer
+    print()
+    if final is not None:
+        _print_sources(final)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.evaluation import evaluate, load_items
+    from rag.service import RagService
+
+    service = RagService(settings)
+    items = load_items(Path(args.file))
+
+    def progress(result: dict) -> None:
+        if not args.json:
+            mark = "refused" if result["refused"] else ("ok" if result.get("correct") else "-")
+            print(f"{result['id']:<10} {mark:<8} {result['timings_ms']['total']:>8.0f} ms  {result['question'][:70]}")
+
+    report = evaluate(items, lambda q: service.ask(q, k=args.k, generator=args.generator), progress)
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False, indent=2))
+    else:
+        print(json.dumps(report["metrics"], indent=2))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    """The HTTP API (and the UI at / when it exists) in one uvicorn worker: the models load once."""
+    import uvicorn
+
+    from rag.api import create_app_from_settings
+
+    app = create_app_from_settings(settings, with_ui=not args.no_ui, index_on_start=not args.no_index)
+    uvicorn.run(app, host=args.host, port=args.port, workers=1, log_level="info" if args.verbose else "warning")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rag", description="Grounded, cited Q&A over your documents.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
@@ -102,6 +166,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--settle", type=float, default=2.0, help="seconds of quiet before a watched refresh")
     p.add_argument("--json", action="store_true", help="print one JSON object per refresh")
     p.set_defaults(func=cmd_index)
+
+    generators = ["local", "extractive", "openai", "ollama"]
+    p = sub.add_parser("ask", help="answer a question from the documents, with citations")
+    p.add_argument("question")
+    p.add_argument("--json", action="store_true", help="print the whole answer structure")
+    p.add_argument("--k", type=int, default=None, help="passages to retrieve (default RAG_K)")
+    p.add_argument("--generator", choices=generators, default=None)
+    p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("eval", help="measure retrieval, citations, answers and refusals on a JSONL set")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true", help='print {"metrics": ..., "items": [...]}')
+    p.add_argument("--k", type=int, default=None)
+    p.add_argument("--generator", choices=generators, default=None)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("serve", help="run the HTTP API (and the UI) with uvicorn")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--no-ui", action="store_true", help="serve the API only, without the UI at /")
+    p.add_argument("--no-index", action="store_true", help="do not index the corpus dir when the index is empty")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("status", help="what is indexed")
     p.add_argument("--json", action="store_true")

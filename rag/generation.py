@@ -17,8 +17,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 
-from index.chunking import split_sentences
-from rag.citations import SentenceEncoder
+from rag.citations import PassageSentences, SentenceEncoder
 from rag.language import Language
 from rag.schema import Passage
 
@@ -58,7 +57,9 @@ class GenerationRequest:
     question: str
     language: Language
     passages: Sequence[Passage]
-    excerpts: Sequence[str]  # what of each passage the prompt shows (its most relevant sentences)
+    sentences: Sequence[PassageSentences]  # the passages cut into sentences, with vectors
+    question_vector: np.ndarray  # the question embedded with the "query" prompt
+    excerpts: Sequence[str] = ()  # what of each passage the prompt shows (its most relevant sentences)
 
 
 class Generator(Protocol):
@@ -68,32 +69,25 @@ class Generator(Protocol):
 
 
 def select_excerpts(
-    encoder: SentenceEncoder,
-    question: str,
-    passages: Sequence[Passage],
+    sentences: Sequence[PassageSentences],
+    question_vector: np.ndarray,
     max_sentences: int = 3,
     max_chars: int = 1800,
 ) -> list[str]:
     """The most relevant sentences of each passage, in document order: a tight prompt is a fast prompt
-    on a CPU (prompt tokens cost more time than anything else), and a focused one for a small model."""
-    if not passages:
+    on a CPU (prompt tokens cost more time than anything else), and a focused one for a small model.
+    Sentences addressed to an AI ("ignore previous instructions") never reach the prompt."""
+    if not sentences:
         return []
-    per_passage = [
-        [(s, e) for s, e in split_sentences(p.text) if not _INJECTION.search(p.text[s:e])] or [(0, 0)] for p in passages
-    ]
-    texts = [p.text[s:e] for p, spans in zip(passages, per_passage, strict=True) for s, e in spans]
-    vectors = encoder.encode(texts, "passage")
-    question_vector = encoder.encode([question], "query")[0]
-    scores = vectors @ question_vector
-    budget = max_chars // len(passages)
-    excerpts, offset = [], 0
-    for passage, spans in zip(passages, per_passage, strict=True):
-        local = scores[offset : offset + len(spans)]
-        offset += len(spans)
+    budget = max_chars // len(sentences)
+    excerpts = []
+    for item in sentences:
+        scores = item.vectors @ question_vector
+        usable = [i for i in np.argsort(-scores) if not _INJECTION.search(item.text(i))]
         chosen: list[int] = []
         length = 0
-        for i in np.argsort(-local)[:max_sentences]:
-            size = spans[i][1] - spans[i][0]
+        for i in usable[:max_sentences]:
+            size = item.spans[i][1] - item.spans[i][0]
             if chosen and length + size > budget:
                 break
             chosen.append(int(i))
@@ -102,9 +96,9 @@ def select_excerpts(
         for i in sorted(chosen):
             if previous is not None and i != previous + 1:
                 parts.append("…")
-            parts.append(passage.text[spans[i][0] : spans[i][1]])
+            parts.append(" ".join(item.text(i).split()))
             previous = i
-        excerpts.append(" ".join(parts)[: budget + 200])
+        excerpts.append(" ".join(parts))
     return excerpts
 
 
@@ -163,33 +157,35 @@ class ExtractiveGenerator:
 
     name = "extractive"
 
-    def __init__(self, encoder: SentenceEncoder, threshold: float = 0.80, max_sentences: int = 2, margin: float = 0.03):
-        self.encoder = encoder
+    def __init__(self, encoder: SentenceEncoder, threshold: float = 0.83, max_sentences: int = 2, margin: float = 0.015):
+        self.encoder = encoder  # kept for symmetry with other generators; sentence vectors come with the request
+        self.context_weight = 0.4
         self.threshold = threshold
         self.max_sentences = max_sentences
         self.margin = margin
 
     def stream(self, request: GenerationRequest) -> Iterator[str]:
+        # A sentence alone loses its context ("The project was extended to 2035" does not name the project);
+        # its passage's similarity (embedded under its title and headings) brings that context back.
         candidates = [
-            (p.text[s:e], p.n)
-            for p in request.passages
-            for s, e in split_sentences(p.text)
-            if len(p.text[s:e].split()) >= 4 and not _INJECTION.search(p.text[s:e])
+            (
+                item.text(i),
+                (1 - self.context_weight) * float(item.vectors[i] @ request.question_vector)
+                + self.context_weight * item.passage.similarity,
+            )
+            for item in request.sentences
+            for i in range(len(item.spans))
+            if len(item.text(i).split()) >= 4 and not _INJECTION.search(item.text(i))
         ]
-        if not candidates:
+        candidates.sort(key=lambda c: c[1], reverse=True)
+        if not candidates or candidates[0][1] < self.threshold:
             yield REFUSALS[request.language]
             return
-        vectors = self.encoder.encode([c[0] for c in candidates], "passage")
-        scores = vectors @ self.encoder.encode([request.question], "query")[0]
-        order = np.argsort(-scores)
-        best = float(scores[order[0]])
-        if best < self.threshold:
-            yield REFUSALS[request.language]
-            return
+        best = candidates[0][1]
         chosen: list[str] = []
-        for i in order[: self.max_sentences * 3]:
-            sentence = " ".join(candidates[i][0].split())
-            if scores[i] < best - self.margin or len(chosen) == self.max_sentences:
+        for text, score in candidates:
+            sentence = " ".join(text.split())
+            if score < best - self.margin or len(chosen) == self.max_sentences:
                 break
             if sentence not in chosen:
                 chosen.append(sentence)

@@ -39,6 +39,7 @@ class FusionWeights:
 @dataclass
 class _Candidate:
     chunk: Chunk
+    chunk_ids: tuple[str, ...] = ()
     similarity: float = 0.0
     dense_rank: int | None = None
     sentence_rank: int | None = None
@@ -89,6 +90,24 @@ class HybridRetriever:
     def embed_query_batch(self, queries: list[str]) -> list[Sequence[float]]:
         return [self.embed_query(q) for q in queries]
 
+    def stored_sentences(self, passages: Sequence[Passage]) -> list[list[tuple[int, int, Sequence[float]]]]:
+        """The sentence vectors the index holds for each passage, with offsets inside the passage text."""
+        ids = [i for p in passages for i in p.chunk_ids]
+        with self.guard():
+            chunks = self.store.chunks_by_id(ids)
+            vectors = self.store.embeddings_for(list(chunks))
+        result = []
+        for passage in passages:
+            spans: dict[tuple[int, int], Sequence[float]] = {}
+            for chunk_id_ in passage.chunk_ids:
+                if chunk_id_ not in vectors:
+                    continue
+                shift = chunks[chunk_id_].start - passage.start
+                for start, end, vector in vectors[chunk_id_].sentences:
+                    spans.setdefault((start + shift, end + shift), vector)
+            result.append([(s, e, v) for (s, e), v in sorted(spans.items())])
+        return result
+
     def _candidates(self, query: str, vector: np.ndarray, sources: Sequence[str] | None) -> dict[str, _Candidate]:
         w = self.weights
         candidates: dict[str, _Candidate] = {}
@@ -96,7 +115,7 @@ class HybridRetriever:
         for language in LANGUAGES:
             hits = self.store.search(vector.tolist(), w.candidates, sources, language)
             for rank, hit in enumerate(hits, start=1):
-                candidates[hit.chunk.id] = _Candidate(hit.chunk, hit.score, dense_rank=rank)
+                candidates[hit.chunk.id] = _Candidate(hit.chunk, (hit.chunk.id,), hit.score, dense_rank=rank)
             best_per_chunk: dict[str, float] = {}
             for hit in self.store.sentence_search(vector.tolist(), 3 * w.candidates, sources, language):
                 best_per_chunk.setdefault(hit.chunk_id, hit.score)  # hits come best first
@@ -109,7 +128,7 @@ class HybridRetriever:
         vectors = self.store.embeddings_for(list(found))
         for chunk_id_, chunk in found.items():  # a hit on a chunk a refresh just replaced is not found: dropped
             similarity = float(np.dot(vector, np.asarray(vectors[chunk_id_].chunk, dtype=np.float32)))
-            candidates[chunk_id_] = _Candidate(chunk, similarity)
+            candidates[chunk_id_] = _Candidate(chunk, (chunk.id,), similarity)
         for chunk_id_, candidate in candidates.items():
             candidate.lexical_rank = lexical_ranks.get(chunk_id_)
             if chunk_id_ in sentence_ranks:
@@ -159,7 +178,12 @@ def merge_neighbours(ranked: list[_Candidate]) -> list[_Candidate]:
         for i, other in enumerate(kept):
             merged = _merge(other.chunk, candidate.chunk)
             if merged is not None:
-                kept[i] = replace(other, chunk=merged, similarity=max(other.similarity, candidate.similarity))
+                kept[i] = replace(
+                    other,
+                    chunk=merged,
+                    chunk_ids=(*other.chunk_ids, *candidate.chunk_ids),
+                    similarity=max(other.similarity, candidate.similarity),
+                )
                 break
             if _near_duplicate(other.chunk.text, candidate.chunk.text):
                 break
@@ -202,6 +226,7 @@ def to_passages(candidates: list[_Candidate]) -> list[Passage]:
             end=c.chunk.end,
             text=c.chunk.text,
             score=round(c.fused, 6),
+            chunk_ids=list(c.chunk_ids) or [c.chunk.id],
             similarity=round(c.similarity, 4),
         )
         for n, c in enumerate(candidates, start=1)

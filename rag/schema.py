@@ -21,6 +21,9 @@ class Passage(BaseModel):
     text: str
     score: float = Field(description="Fused retrieval score (higher is better).")
     similarity: float = Field(0.0, description="Cosine similarity of the passage to the question.")
+    chunk_ids: list[str] = Field(
+        default_factory=list, description="The indexed chunks this passage was merged from (first is chunk_id)."
+    )
 
 
 class Citation(BaseModel):

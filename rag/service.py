@@ -127,7 +127,7 @@ class RagService:
         self._store: ChromaStore | None = None
         self._lexical: LexicalIndex | None = None
         self._lexical_checked = 0.0
-        self._open_lock = threading.Lock()
+        self._open_lock = threading.RLock()  # components open one another
         self.rw = ReadWriteLock()
 
     # --- components, opened on first use ------------------------------------------------------

@@ -52,3 +52,58 @@ def embedder(models_dir: Path):
     from rag.embeddings import SentenceTransformerEmbeddings
 
     return SentenceTransformerEmbeddings(Settings(_env_file=None, data_dir=models_dir.parent))
+
+
+def _free_loopback_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def chroma_server_url(tmp_path_factory: pytest.TempPathFactory):
+    """A Chroma server for tests that exercise the client/server mode: RAG_TEST_CHROMA_URL when set, otherwise
+    `chroma run` on a free loopback port, stopped at the end of the session. Use a unique collection per test."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    given = os.environ.get("RAG_TEST_CHROMA_URL")
+    if given:
+        yield given.rstrip("/")
+        return
+    executable = Path(sys.executable).with_name("chroma")
+    if not executable.exists():
+        pytest.skip("the chroma CLI is not installed")
+    root = tmp_path_factory.mktemp("chroma-server")
+    port = _free_loopback_port()
+    url = f"http://127.0.0.1:{port}"
+    with open(root / "server.log", "wb") as log:
+        process = subprocess.Popen(
+            [str(executable), "run", "--path", str(root / "db"), "--host", "127.0.0.1", "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"chroma run exited with {process.returncode}: {(root / 'server.log').read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail("chroma run did not answer within 60 s")
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

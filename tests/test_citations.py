@@ -6,7 +6,7 @@ import pytest
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
-from rag.citations import Attributor, CitationStreamer, attribute_answer, strip_markers
+from rag.citations import Attributor, CitationStreamer, attribute_answer, build_passage_sentences, strip_markers
 from rag.generation import ChatGenerator, GenerationRequest
 from rag.schema import Passage
 
@@ -39,8 +39,10 @@ def passages() -> list[Passage]:
 def run_fake_model(answer: str, passages, embedder, drop_unsupported: bool = False):
     """Stream `answer` through a fake LangChain chat model and the citation streamer."""
     generator = ChatGenerator("fake", GenericFakeChatModel(messages=iter([AIMessage(content=answer)])))
-    request = GenerationRequest("q", "fr", passages, [p.text for p in passages])
-    streamer = CitationStreamer(Attributor(embedder, passages), drop_unsupported=drop_unsupported)
+    sentences = build_passage_sentences(embedder, passages)
+    request = GenerationRequest("q", "fr", passages, sentences, embedder.encode(["q"], "query")[0], excerpts=[])
+    request.excerpts = [p.text for p in passages]
+    streamer = CitationStreamer(Attributor(embedder, sentences), drop_unsupported=drop_unsupported)
     events = []
     for token in generator.stream(request):
         events += list(streamer.feed(token))
@@ -98,7 +100,7 @@ def test_unsupported_sentence_is_flagged_and_can_be_dropped(passages, embedder):
 
 
 def test_markers_split_across_tokens_never_leak_into_the_stream(passages, embedder):
-    attributor = Attributor(embedder, passages)
+    attributor = Attributor.for_passages(embedder, passages)
     streamer = CitationStreamer(attributor)
     tokens = ["R1 prétend", " surpasser le modèle", " o1 d'OpenAI", " [", "2", "]", ".", " Les GPU", " H800 [", "3]."]
     events = [e for t in tokens for e in streamer.feed(t)] + list(streamer.finish())
@@ -111,7 +113,9 @@ def test_markers_split_across_tokens_never_leak_into_the_stream(passages, embedd
 
 
 def test_refusal_has_no_citations(passages, embedder):
-    result, _ = attribute_answer(Attributor(embedder, passages), "Les documents ne contiennent pas la réponse.")
+    result, _ = attribute_answer(
+        Attributor.for_passages(embedder, passages), "Les documents ne contiennent pas la réponse."
+    )
     assert result.refused and result.citations == []
 
 

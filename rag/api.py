@@ -1,0 +1,1022 @@
+"""HTTP API for other apps: the service layer behind FastAPI, under `/v1`, described by its OpenAPI schema.
+
+It holds no logic of its own beyond HTTP translation: every request goes through `RagService`. The index
+and the generators run in worker threads, so the event loop never blocks and questions keep being answered
+while an upload or a refresh indexes.
+
+Endpoints (see docs/api.md for examples):
+
+- `POST /v1/ask` → the `Answer` structure; `POST /v1/ask/stream` → Server-Sent Events: `token`
+  (`{"text"}`), `citations` (`{"citations": [...]}`), one `final` (the whole `Answer`), or `error`.
+- `POST /v1/chat/completions`: OpenAI Chat Completions, plain and streamed. `model` picks the generator
+  (`local`, `extractive`, `openai`, `ollama`; `rag` or none: the configured one); the last user message
+  is the question, earlier user/assistant messages the history; `extra_body={"rag": {"k", "sources"}}`
+  tunes retrieval. Citations travel in extension fields that the official `openai` client keeps:
+  `completion.choices[0].message.model_extra["citations"]` and `completion.model_extra["rag"]` (the whole
+  `Answer`); when streaming, the last chunk before `data: [DONE]` carries
+  `chunk.choices[0].delta.model_extra["citations"]` and `chunk.model_extra["rag"]`.
+- `GET /v1/models`, `GET|POST /v1/documents`, `DELETE /v1/documents/{source}`, `POST /v1/index/refresh`,
+  `GET /v1/index/status`, `GET /healthz` (alive), `GET /readyz` (index and generator loaded).
+
+Security: with `RAG_API_KEY` set, write endpoints need `Authorization: Bearer <key>` (every endpoint but
+`/healthz` and the schema with `RAG_API_KEY_FOR_READ=true`). Errors are always
+`{"error": {"message", "type", "status"}}`, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path as FilePath
+from typing import Annotated, Any, Literal
+
+from fastapi import Body, Depends, FastAPI, File, Path, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from index.refresh import IndexBusyError, Progress, RefreshReport
+from rag.schema import Answer, Citation, StreamEvent
+from rag.service import DocumentError, RagService, ServiceBusyError, safe_filename
+from rag.settings import GeneratorName, Settings
+
+log = logging.getLogger("rag.api")
+
+API_VERSION = "1"
+GENERATORS: tuple[str, ...] = ("local", "extractive", "openai", "ollama")
+DEFAULT_MODEL_ALIASES = {"", "rag", "default"}
+JSON_BODY_LIMIT = 1024 * 1024  # questions, conversations, options: far below this
+MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the uploaded files
+_DRAIN_LIMIT = 8 * 1024 * 1024  # read at most this much of a refused body, so the client sees the 413
+
+
+# --- errors ------------------------------------------------------------------------------------------
+class ErrorDetail(BaseModel):
+    message: str = Field(description="What went wrong, for a person.")
+    type: str = Field(description="A stable category, e.g. invalid_request_error, authentication_error.")
+    status: int = Field(description="The HTTP status, repeated.")
+    param: str | None = Field(None, description="The request field at fault, when one is (OpenAI style).")
+    code: str | None = Field(None, description="A machine-readable code, e.g. model_not_found.")
+    details: list[dict[str, Any]] | None = Field(None, description="Validation errors: location and message.")
+
+
+class ErrorResponse(BaseModel):
+    """The one error shape of every endpoint; it is also OpenAI's, so OpenAI clients read the message."""
+
+    error: ErrorDetail
+
+
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    409: "conflict_error",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request_error",
+    500: "server_error",
+    502: "upstream_error",
+    503: "service_unavailable",
+}
+
+_ERROR_DESCRIPTIONS = {
+    400: "Invalid request (e.g. a bad file name, no user message).",
+    401: "Missing or wrong API key (`Authorization: Bearer <RAG_API_KEY>`).",
+    404: "Not found.",
+    409: "Conflict: another indexer is running, or a different document has that name.",
+    413: "Request body or uploaded file too large.",
+    415: "Unsupported file type.",
+    422: "The request does not match the schema.",
+    502: "The LLM server behind the generator could not be reached.",
+    503: "Busy or not ready; retry after `Retry-After` seconds when the header is present.",
+}
+
+
+class ApiError(Exception):
+    """An HTTP error with the message the client sees."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.param = param
+        self.headers = headers
+
+
+def error_body(status: int, message: str, **extra: Any) -> dict[str, Any]:
+    detail = ErrorDetail(message=message, type=_ERROR_TYPES.get(status, "error"), status=status, **extra)
+    return {"error": detail.model_dump(exclude_none=True)}
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    return JSONResponse(error_body(status, message, **extra), status_code=status, headers=headers)
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI documentation of the error responses a route can give."""
+    documented: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        entry: dict[str, Any] = {"model": ErrorResponse, "description": _ERROR_DESCRIPTIONS[status]}
+        if status == 503:
+            entry["headers"] = {
+                "Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}
+            }
+        documented[status] = entry
+    return documented
+
+
+def _upstream_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean an LLM server (OpenAI-compatible, Ollama) is unreachable: a 502, not a 500."""
+    found: list[type[BaseException]] = [ConnectionError]
+    try:
+        import httpx
+
+        found.append(httpx.TransportError)
+    except ImportError:  # pragma: no cover - httpx is a dependency
+        pass
+    try:
+        import openai
+
+        found.append(openai.APIConnectionError)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(found)
+
+
+UPSTREAM_ERRORS = _upstream_errors()
+
+
+def _error_for(error: BaseException) -> tuple[int, str, dict[str, str] | None]:
+    """Status, message and headers for an exception raised by the service."""
+    if isinstance(error, ApiError):
+        return error.status, error.message, error.headers
+    if isinstance(error, ServiceBusyError):
+        return 503, str(error), {"Retry-After": str(error.retry_after)}
+    if isinstance(error, DocumentError):
+        return error.status, str(error), None
+    if isinstance(error, IndexBusyError):
+        return 409, str(error), None
+    if isinstance(error, UPSTREAM_ERRORS):
+        return 502, "The LLM server behind the generator could not be reached; try again or use another model.", None
+    return 500, "Internal server error.", None
+
+
+# --- request and response models ------------------------------------------------------------------------
+class ChatTurn(BaseModel):
+    role: Literal["user", "assistant"]
+    content: str = Field(max_length=20_000)
+
+
+class AskFilters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sources: list[str] | None = Field(
+        None, max_length=200, description="Only search these documents (their `source` as listed)."
+    )
+
+
+class AskRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    question: str = Field(min_length=1, max_length=4000, pattern=r"\S", examples=["Qui a fondé DeepSeek ?"])
+    history: list[ChatTurn] = Field(default_factory=list, max_length=50, description="Earlier turns, oldest first.")
+    k: int | None = Field(None, ge=1, le=50, description="Passages to retrieve (default RAG_K).")
+    filters: AskFilters | None = None
+    generator: GeneratorName | None = Field(None, description="Default: the configured generator.")
+
+
+class TokenEventData(BaseModel):
+    """`event: token` of /v1/ask/stream: text to append to the answer."""
+
+    text: str
+
+
+class CitationsEventData(BaseModel):
+    """`event: citations` of /v1/ask/stream: the citations of the sentence just finished."""
+
+    citations: list[Citation]
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[ContentPart] | None = None
+
+
+class RagOptions(BaseModel):
+    """Extension of the chat completions request (`extra_body={"rag": {...}}` with the openai client)."""
+
+    model_config = ConfigDict(extra="forbid")
+    k: int | None = Field(None, ge=1, le=50)
+    sources: list[str] | None = Field(None, max_length=200)
+
+
+class ChatCompletionRequest(BaseModel):
+    """OpenAI's request; sampling options (temperature, max_tokens...) are accepted and ignored."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str | None = Field(None, description="local, extractive, openai, ollama, or rag (the configured one).")
+    messages: list[ChatMessage] = Field(min_length=1, max_length=100)
+    stream: bool = False
+    rag: RagOptions | None = None
+
+
+class ChatCompletionMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+    citations: list[Citation] = Field(description="Extension: the `[n]` markers of `content`.")
+
+
+class ChatCompletionChoice(BaseModel):
+    index: int = 0
+    message: ChatCompletionMessage
+    finish_reason: Literal["stop"] = "stop"
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatCompletionChoice]
+    rag: Answer = Field(description="Extension: the whole answer structure (passages, timings...).")
+
+
+class ChunkDelta(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+    citations: list[Citation] | None = Field(None, description="Extension, on the last chunk only.")
+
+
+class ChunkChoice(BaseModel):
+    index: int = 0
+    delta: ChunkDelta
+    finish_reason: Literal["stop"] | None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    """One `data:` line of a streamed chat completion; the stream ends with `data: [DONE]`."""
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    rag: Answer | None = Field(None, description="Extension, on the last chunk only: the whole answer.")
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "rag"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class DocumentInfo(BaseModel):
+    source: str = Field(description="Path relative to the folder it was indexed from; the id of the document.")
+    title: str
+    kind: str
+    chunks: int
+    size: int = Field(description="Bytes.")
+    indexed_at: str
+
+
+class SkippedFile(BaseModel):
+    path: str
+    reason: str
+
+
+class RefreshResult(BaseModel):
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    skipped: list[SkippedFile] = Field(default_factory=list)
+    documents: int = Field(0, description="Documents in the index afterwards.")
+    chunks: int = Field(0, description="Chunks in the index afterwards.")
+
+
+class RefreshRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rebuild: bool = Field(False, description="Re-embed everything aside and swap it in on success.")
+
+
+class UploadedFile(BaseModel):
+    filename: str = Field(description="The name the client sent.")
+    source: str | None = Field(None, description="The document id it was saved and indexed as.")
+    outcome: Literal["added", "updated", "unchanged", "skipped"]
+    reason: str | None = Field(None, description="Why it was skipped.")
+    status: int | None = Field(None, description="The HTTP status this file alone would have had, if skipped.")
+
+
+class UploadResult(BaseModel):
+    added: int
+    updated: int
+    unchanged: int
+    skipped: list[UploadedFile] = Field(description="Files rejected or not indexable, with the reason.")
+    files: list[UploadedFile] = Field(description="Every file, in the order sent.")
+    documents: int
+    chunks: int
+
+
+class IndexActivity(BaseModel):
+    """An indexing run started through this API process (startup, upload, delete or refresh)."""
+
+    running: bool = False
+    operation: str | None = None
+    files_done: int = 0
+    files_total: int = 0
+    chunks_done: int = 0
+    current: str | None = None
+    started_at: float | None = None
+    last_error: str | None = None
+
+
+class IndexStatus(BaseModel):
+    documents: int
+    chunks: int
+    lexical_chunks: int
+    embedding_model: str
+    dimension: int
+    store: str
+    collection: str
+    corpus_dir: str
+    last_indexed: str | None
+    activity: IndexActivity
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    ready: bool
+    index: bool
+    generator: bool
+    generator_name: str
+    fallback_reason: str | None = None
+    starting: str | None = Field(None, description="What the startup task is doing, while it runs.")
+    missing: list[str] = Field(default_factory=list)
+    startup_error: str | None = None
+
+
+# --- auth --------------------------------------------------------------------------------------------------
+_bearer = HTTPBearer(auto_error=False, description="RAG_API_KEY", scheme_name="ApiKey")
+
+
+def _auth(settings: Settings) -> Callable[..., None]:
+    """A dependency checking the bearer token in constant time (only attached when a key is set)."""
+    assert settings.api_key is not None
+    expected = settings.api_key.get_secret_value().encode()
+
+    def check(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
+        given = credentials.credentials.encode() if credentials else b""
+        if not (credentials and hmac.compare_digest(given, expected)):
+            raise ApiError(
+                401,
+                "Missing or invalid API key: send 'Authorization: Bearer <key>'.",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    return check
+
+
+# --- request body limits -------------------------------------------------------------------------------------
+class _BodyTooLarge(HTTPException):
+    def __init__(self, limit: int):
+        super().__init__(413, f"Request body too large (limit {limit} bytes).")
+
+
+class BodyLimitMiddleware:
+    """Refuses a declared Content-Length above the path's limit at once, and counts the bytes of bodies
+    sent without one, so no request can make the server buffer more than the limit."""
+
+    def __init__(self, app: ASGIApp, limit_for: Callable[[str], int]):
+        self.app = app
+        self.limit_for = limit_for
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_for(scope["path"])
+        declared = _content_length(scope)
+        if declared is not None and declared > limit:
+            await _drain(receive)
+            await error_response(413, str(_BodyTooLarge(limit).detail))(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    if message.get("more_body"):
+                        await _drain(receive)
+                    raise _BodyTooLarge(limit)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge as error:  # raised where no handler turned it into a response
+            if started:
+                raise
+            await error_response(413, str(error.detail))(scope, receive, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _drain(receive: Receive) -> None:
+    """Read (and drop) what the client is still sending, up to a bound, so it gets to read our 413."""
+    drained = 0
+    while drained < _DRAIN_LIMIT:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        drained += len(message.get("body", b""))
+        if not message.get("more_body"):
+            return
+
+
+# --- streaming a sync iterator from worker threads -----------------------------------------------------------
+_END = object()
+
+
+class _ThreadedStream:
+    """Steps a blocking iterator in worker threads, one step at a time, and always closes it, so a client
+    that goes away mid-answer releases its place in the generation queue."""
+
+    def __init__(self, iterator: Iterator[StreamEvent]):
+        self._iterator = iterator
+        self._lock = threading.Lock()
+
+    def _step(self) -> Any:
+        with self._lock:
+            return next(self._iterator, _END)
+
+    async def next(self) -> Any:
+        try:
+            return await run_in_threadpool(self._step)
+        except BaseException:
+            self.close_soon()
+            raise
+
+    def _close(self) -> None:
+        with self._lock:  # waits for a step still running in its thread
+            close = getattr(self._iterator, "close", None)
+            if close:
+                close()
+
+    def close_soon(self) -> None:
+        threading.Thread(target=self._close, name="rag-stream-close", daemon=True).start()
+
+
+async def _start_stream(service: RagService, question: str, **options: Any) -> tuple[StreamEvent, _ThreadedStream]:
+    """The first event, before any byte is sent: a full queue or a bad request still gets its status."""
+    stream = _ThreadedStream(service.ask_stream(question, **options))
+    first = await stream.next()
+    if first is _END:  # the chain always ends with a final event; this would be a bug
+        raise RuntimeError("the answer stream ended without a final event")
+    return first, stream
+
+
+def _sse(payload: BaseModel | dict[str, Any], event: str | None = None) -> ServerSentEvent:
+    data = payload.model_dump_json(exclude_none=True) if isinstance(payload, BaseModel) else json.dumps(payload)
+    return ServerSentEvent(data=data, event=event, sep="\n")
+
+
+def _stream_failure(error: BaseException, where: str) -> dict[str, Any]:
+    status, message, _ = _error_for(error)
+    if status >= 500:
+        log.error("%s failed mid-stream", where, exc_info=error)
+    return error_body(status, message)
+
+
+# --- the app state: startup task and indexing activity --------------------------------------------------------
+class _AppState:
+    """What only the HTTP process knows: its startup task and the indexing runs it started."""
+
+    def __init__(self, service: RagService, index_on_start: bool):
+        self.service = service
+        self.index_on_start = index_on_start
+        self.starting: str | None = None
+        self.startup_error: str | None = None
+        self.activity = IndexActivity()
+        self._activity_lock = threading.Lock()
+
+    def start(self) -> None:
+        found = self.service.readiness()
+        if found["index"] and found["generator"]:  # warmed up already (an embedding app, tests)
+            return
+        self.starting = "loading"
+        threading.Thread(target=self._warm_up, name="rag-warm-up", daemon=True).start()
+
+    def _warm_up(self) -> None:
+        try:
+            self.service.warm_up(self._set_starting)
+            if self.index_on_start and not self.service.documents():
+                self._set_starting(f"indexing {self.service.settings.corpus_dir}")
+                self.indexing("startup index", lambda progress: self.service.refresh(on_progress=progress))
+        except IndexBusyError as error:
+            log.warning("startup index skipped: %s", error)
+        except Exception as error:
+            log.exception("warm-up failed")
+            self.startup_error = f"{type(error).__name__}: {error}"
+        finally:
+            self.starting = None
+
+    def _set_starting(self, message: str) -> None:
+        # "ready" from warm_up is not the end: the startup index may follow; the task clears it when done.
+        self.starting = "checking the index" if message == "ready" else message
+        log.info("startup: %s", message)
+
+    def indexing(self, operation: str, run: Callable[[Callable[[Progress], None]], RefreshReport]) -> RefreshReport:
+        """Run an indexing call, recording its progress for GET /v1/index/status."""
+
+        def progress(step: Progress) -> None:
+            self.activity.files_done, self.activity.files_total = step.files_done, step.files_total
+            self.activity.chunks_done, self.activity.current = step.chunks_done, step.current
+
+        with self._activity_lock:
+            self.activity = IndexActivity(running=True, operation=operation, started_at=time.time())
+        try:
+            return run(progress)
+        except Exception as error:
+            self.activity.last_error = str(error) if isinstance(error, IndexBusyError | DocumentError) else "failed"
+            raise
+        finally:
+            self.activity.running = False
+            self.activity.current = None
+
+
+# --- the app --------------------------------------------------------------------------------------------------
+def create_app(
+    service: RagService,
+    *,
+    with_ui: bool = True,
+    index_on_start: bool = True,
+    cors_origins: list[str] | None = None,
+) -> FastAPI:
+    """The HTTP API over `service`; the Gradio UI (ui.app.build_ui) is mounted at `/` when it exists."""
+    settings = service.settings
+    state = _AppState(service, index_on_start)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Loading models takes a while: /healthz answers at once, /readyz turns 200 when done.
+        state.start()
+        yield
+
+    app = FastAPI(
+        title="rag-cite API",
+        version=API_VERSION,
+        description=(__doc__ or "").split("\n\n")[0],
+        lifespan=lifespan,
+    )
+    app.state.rag = state
+
+    write_deps = [Depends(_auth(settings))] if settings.api_key else []
+    read_deps = write_deps if settings.api_key_for_read else []
+
+    def limit_for(path: str) -> int:
+        if path.rstrip("/") == "/v1/documents":
+            return settings.max_upload_bytes + MULTIPART_OVERHEAD
+        return JSON_BODY_LIMIT
+
+    app.add_middleware(BodyLimitMiddleware, limit_for=limit_for)
+    if cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware, allow_origins=cors_origins, allow_methods=["*"], allow_headers=["Authorization", "*"]
+        )
+    _add_error_handlers(app)
+
+    # --- health ---------------------------------------------------------------------------------------
+    @app.get("/healthz", tags=["health"], response_model=Health, summary="The process is alive")
+    async def healthz() -> Health:
+        return Health()
+
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        response_model=Readiness,
+        dependencies=read_deps,
+        summary="The index and the generator are loaded",
+        responses={503: {"model": Readiness, "description": "Not ready yet: `missing` says what is loading."}}
+        | _errors(401),
+    )
+    async def readyz() -> JSONResponse:
+        found = service.readiness()
+        missing = [name for name in ("index", "generator") if not found[name]]
+        if state.starting:
+            missing.append(state.starting)
+        ready = not missing and state.startup_error is None
+        body = Readiness(
+            ready=ready, missing=missing, starting=state.starting, startup_error=state.startup_error, **found
+        )
+        return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+    # --- questions -------------------------------------------------------------------------------------
+    @app.post(
+        "/v1/ask",
+        tags=["questions"],
+        response_model=Answer,
+        dependencies=read_deps,
+        summary="Answer a question from the documents, with citations",
+        responses=_errors(400, 401, 413, 422, 502, 503),
+    )
+    async def ask(request: AskRequest) -> Answer:
+        return await run_in_threadpool(service.ask, request.question, **_ask_options(request))
+
+    @app.post(
+        "/v1/ask/stream",
+        tags=["questions"],
+        dependencies=read_deps,
+        summary="Answer a question as Server-Sent Events",
+        response_class=EventSourceResponse,
+        responses={
+            200: {
+                "description": (
+                    "`text/event-stream`: `event: token` (data: TokenEventData) for text to append, "
+                    "`event: citations` (data: CitationsEventData) after each cited sentence, then one "
+                    "`event: final` (data: Answer, citations numbered as in the text); `event: error` "
+                    "(data: ErrorResponse) if it fails midway. The token texts add up to the final answer."
+                ),
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            }
+        }
+        | _errors(400, 401, 413, 422, 503),
+    )
+    async def ask_stream(request: AskRequest) -> EventSourceResponse:
+        first, stream = await _start_stream(service, request.question, **_ask_options(request))
+
+        async def events() -> AsyncIterator[ServerSentEvent]:
+            event = first
+            try:
+                while event is not _END:
+                    if event.type == "token":
+                        yield _sse(TokenEventData(text=event.text), "token")
+                    elif event.type == "citations":
+                        yield _sse(CitationsEventData(citations=event.citations), "citations")
+                    elif event.answer is not None:
+                        yield _sse(event.answer, "final")
+                    event = await stream.next()
+            except Exception as error:
+                yield _sse(_stream_failure(error, "/v1/ask/stream"), "error")
+            finally:
+                stream.close_soon()
+
+        return EventSourceResponse(events(), ping=15, sep="\n")
+
+    # --- OpenAI compatible --------------------------------------------------------------------------------
+    @app.get("/v1/models", tags=["openai"], response_model=ModelList, dependencies=read_deps, responses=_errors(401))
+    async def models() -> ModelList:
+        return ModelList(data=[ModelCard(id=name) for name in ("rag", *GENERATORS)])
+
+    @app.post(
+        "/v1/chat/completions",
+        tags=["openai"],
+        response_model=ChatCompletion,
+        dependencies=read_deps,
+        summary="OpenAI Chat Completions (plain or `stream: true`), with citations in extension fields",
+        responses={
+            200: {
+                "description": (
+                    "A chat.completion, or with `stream: true` a `text/event-stream` of `data: "
+                    "<ChatCompletionChunk>` lines ending with `data: [DONE]`; the last chunk carries "
+                    "`choices[0].delta.citations` and `rag` (the whole Answer)."
+                ),
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            }
+        }
+        | _errors(400, 401, 404, 413, 422, 502, 503),
+    )
+    async def chat_completions(request: ChatCompletionRequest) -> Any:
+        generator = _resolve_model(request.model, settings.generator)
+        question, history = _conversation(request.messages)
+        options = request.rag or RagOptions()
+        first, stream = await _start_stream(
+            service, question, history=history, k=options.k, sources=options.sources or None, generator=generator
+        )
+        completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        if not request.stream:
+            answer = await _drain_answer(first, stream)
+            message = ChatCompletionMessage(content=answer.answer, citations=answer.citations)
+            return ChatCompletion(
+                id=completion_id,
+                created=created,
+                model=answer.generator or generator,
+                choices=[ChatCompletionChoice(message=message)],
+                rag=answer,
+            )
+
+        def chunk(delta: ChunkDelta, finish: bool = False, answer: Answer | None = None) -> ServerSentEvent:
+            choice = ChunkChoice(delta=delta, finish_reason="stop" if finish else None)
+            body = ChatCompletionChunk(id=completion_id, created=created, model=generator, choices=[choice], rag=answer)
+            return _sse(body)
+
+        async def chunks() -> AsyncIterator[ServerSentEvent]:
+            event = first
+            try:
+                yield chunk(ChunkDelta(role="assistant", content=""))
+                while event is not _END:
+                    if event.type == "token":
+                        yield chunk(ChunkDelta(content=event.text))
+                    elif event.type == "final" and event.answer is not None:
+                        yield chunk(ChunkDelta(citations=event.answer.citations), True, event.answer)
+                    event = await stream.next()
+                yield ServerSentEvent(data="[DONE]", sep="\n")
+            except Exception as error:
+                yield _sse(_stream_failure(error, "/v1/chat/completions"))
+            finally:
+                stream.close_soon()
+
+        return EventSourceResponse(chunks(), ping=15, sep="\n")
+
+    # --- documents --------------------------------------------------------------------------------------
+    @app.get(
+        "/v1/documents",
+        tags=["documents"],
+        response_model=list[DocumentInfo],
+        dependencies=read_deps,
+        summary="The indexed documents",
+        responses=_errors(401),
+    )
+    async def list_documents() -> list[DocumentInfo]:
+        records = await run_in_threadpool(service.documents)
+        return [DocumentInfo.model_validate(vars(r)) for r in records]
+
+    @app.post(
+        "/v1/documents",
+        tags=["documents"],
+        response_model=UploadResult,
+        dependencies=write_deps,
+        summary="Upload one or several files (multipart field `files`) and index them",
+        responses=_errors(400, 401, 409, 413, 415, 422),
+    )
+    async def upload_documents(
+        files: Annotated[list[UploadFile], File(description="The files (txt, md, html, pdf...).")],
+        replace: Annotated[bool, Query(description="Replace a different document of the same name.")] = False,
+    ) -> UploadResult:
+        results: list[UploadedFile] = []
+        failures: list[tuple[int, str]] = []
+        for upload in files:
+            filename = upload.filename or ""
+            data = await upload.read()
+            await upload.close()
+            try:
+                report = await run_in_threadpool(
+                    state.indexing,
+                    f"upload {filename}",
+                    lambda _progress, name=filename, data=data: service.add_document(name, data, replace=replace),
+                )
+            except (DocumentError, IndexBusyError) as error:
+                status, message, _ = _error_for(error)
+                failures.append((status, message))
+                results.append(UploadedFile(filename=filename, outcome="skipped", reason=message, status=status))
+                continue
+            source = safe_filename(filename)
+            if report.skipped:
+                reason = "; ".join(s["reason"] for s in report.skipped)
+                results.append(UploadedFile(filename=filename, source=source, outcome="skipped", reason=reason))
+            else:
+                outcome = "added" if report.added else "updated" if report.updated else "unchanged"
+                results.append(UploadedFile(filename=filename, source=source, outcome=outcome))
+        if files and len(failures) == len(files):
+            status = failures[0][0]
+            message = (
+                failures[0][1] if len(files) == 1 else "No file was accepted: " + " | ".join(m for _, m in failures)
+            )
+            raise ApiError(status, message)
+        documents = await run_in_threadpool(service.documents)
+        return UploadResult(
+            added=sum(r.outcome == "added" for r in results),
+            updated=sum(r.outcome == "updated" for r in results),
+            unchanged=sum(r.outcome == "unchanged" for r in results),
+            skipped=[r for r in results if r.outcome == "skipped"],
+            files=results,
+            documents=len(documents),
+            chunks=sum(d.chunks for d in documents),
+        )
+
+    @app.delete(
+        "/v1/documents/{source:path}",
+        tags=["documents"],
+        response_model=RefreshResult,
+        dependencies=write_deps,
+        summary="Remove a document from the index (and its file, when it lives in the corpus folder)",
+        responses=_errors(401, 404, 409),
+    )
+    async def delete_document(source: Annotated[str, Path(description="The document's `source`.")]) -> RefreshResult:
+        report = await run_in_threadpool(
+            state.indexing, f"delete {source}", lambda _progress: service.delete_document(source)
+        )
+        return _refresh_result(report, settings)
+
+    # --- index -----------------------------------------------------------------------------------------
+    @app.post(
+        "/v1/index/refresh",
+        tags=["index"],
+        response_model=RefreshResult,
+        dependencies=write_deps,
+        summary="Bring the index in line with the corpus folder (waits until done)",
+        responses=_errors(401, 409, 413, 422),
+    )
+    async def refresh(request: Annotated[RefreshRequest | None, Body()] = None) -> RefreshResult:
+        rebuild = bool(request and request.rebuild)
+        report = await run_in_threadpool(
+            state.indexing,
+            "rebuild" if rebuild else "refresh",
+            lambda progress: service.refresh(rebuild=rebuild, on_progress=progress),
+        )
+        return _refresh_result(report, settings)
+
+    @app.get(
+        "/v1/index/status",
+        tags=["index"],
+        response_model=IndexStatus,
+        dependencies=read_deps,
+        summary="What is indexed, and the indexing run in progress",
+        responses=_errors(401),
+    )
+    async def index_status() -> IndexStatus:
+        status = await run_in_threadpool(service.status)
+        return IndexStatus(**status, activity=state.activity)
+
+    if with_ui:
+        _mount_ui(app, service)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error becomes `{"error": {...}}` with its status; unexpected ones a bare 500, logged."""
+
+    async def handle_known(request: Request, error: Exception) -> JSONResponse:
+        status, message, headers = _error_for(error)
+        extra: dict[str, Any] = {}
+        if isinstance(error, ApiError):
+            extra = {"code": error.code, "param": error.param}
+        if status >= 500:
+            log.warning("%s %s: %s", request.method, request.url.path, error)
+        return error_response(status, message, headers, **extra)
+
+    async def handle_http(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, HTTPException)
+        message = error.detail if isinstance(error.detail, str) else "Request failed."
+        return error_response(error.status_code, message, getattr(error, "headers", None))
+
+    async def handle_validation(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, RequestValidationError)
+        details = [
+            {"loc": [str(part) for part in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type"))}
+            for e in error.errors()
+        ]
+        summary = "; ".join(f"{'.'.join(d['loc'])}: {d['msg']}" for d in details[:5]) or "Invalid request."
+        param = ".".join(details[0]["loc"][1:]) if details and len(details[0]["loc"]) > 1 else None
+        return error_response(422, summary, param=param or None, details=details)
+
+    async def handle_unexpected(request: Request, error: Exception) -> JSONResponse:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=error)
+        return error_response(500, "Internal server error.")
+
+    for known in (ApiError, ServiceBusyError, DocumentError, IndexBusyError, *UPSTREAM_ERRORS):
+        app.add_exception_handler(known, handle_known)
+    app.add_exception_handler(HTTPException, handle_http)
+    app.add_exception_handler(RequestValidationError, handle_validation)
+    app.add_exception_handler(Exception, handle_unexpected)
+
+
+def _ask_options(request: AskRequest) -> dict[str, Any]:
+    sources = request.filters.sources if request.filters else None
+    return {
+        "history": [turn.model_dump() for turn in request.history],
+        "k": request.k,
+        "sources": sources or None,
+        "generator": request.generator,
+    }
+
+
+def _resolve_model(model: str | None, default: str) -> str:
+    name = (model or "").strip().lower()
+    if name in DEFAULT_MODEL_ALIASES:
+        return default
+    if name in GENERATORS:
+        return name
+    raise ApiError(
+        404,
+        f"The model {model!r} does not exist; use one of: rag, {', '.join(GENERATORS)}.",
+        code="model_not_found",
+        param="model",
+    )
+
+
+def _text_of(message: ChatMessage) -> str:
+    if isinstance(message.content, list):
+        return "".join(part.text or "" for part in message.content if part.type == "text")
+    return message.content or ""
+
+
+def _conversation(messages: list[ChatMessage]) -> tuple[str, list[dict[str, str]]]:
+    """The last user message is the question; earlier user and assistant turns are the history."""
+    if messages[-1].role != "user":
+        raise ApiError(400, "The last message must be the user's question.", param="messages")
+    question = _text_of(messages[-1]).strip()
+    if not question:
+        raise ApiError(400, "The last user message has no text.", param="messages")
+    history = [{"role": m.role, "content": _text_of(m)} for m in messages[:-1] if m.role in ("user", "assistant")]
+    return question, history
+
+
+async def _drain_answer(first: StreamEvent, stream: _ThreadedStream) -> Answer:
+    event: Any = first
+    try:
+        while event is not _END:
+            if event.type == "final" and event.answer is not None:
+                return event.answer
+            event = await stream.next()
+    finally:
+        stream.close_soon()
+    raise RuntimeError("the answer stream ended without a final event")
+
+
+def _refresh_result(report: RefreshReport, settings: Settings) -> RefreshResult:
+    """The service's report, with server paths shown relative to the corpus folder."""
+    corpus = settings.corpus_dir.resolve()
+    skipped = []
+    for entry in report.skipped:
+        path = FilePath(entry["path"])
+        shown = path.relative_to(corpus).as_posix() if path.is_relative_to(corpus) else path.name
+        skipped.append(SkippedFile(path=shown, reason=entry["reason"]))
+    values = report.as_dict() | {"skipped": skipped}
+    return RefreshResult(**values)
+
+
+def _mount_ui(app: FastAPI, service: RagService) -> None:
+    """Mount ui.app.build_ui(service) at `/` when the UI module exists; the API works without it."""
+    try:
+        from ui.app import build_ui  # type: ignore[import-not-found]
+    except ModuleNotFoundError as error:
+        if error.name not in {"ui", "ui.app"}:
+            log.exception("the UI could not be imported; serving the API only")
+        return
+    except Exception:
+        log.exception("the UI could not be imported; serving the API only")
+        return
+    import gradio
+
+    blocks = build_ui(service)
+    gradio.mount_gradio_app(app, blocks, path="/")
+
+
+def create_app_from_settings(
+    settings: Settings | None = None, *, with_ui: bool = True, index_on_start: bool = True
+) -> FastAPI:
+    """For `rag serve` and `uvicorn --factory rag.api:create_app_from_settings` (reads RAG_* variables)."""
+    return create_app(RagService(settings or Settings()), with_ui=with_ui, index_on_start=index_on_start)
