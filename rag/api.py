@@ -40,10 +40,11 @@ from fastapi import Body, Depends, FastAPI, File, Path, Query, Request, UploadFi
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from index.refresh import IndexBusyError, Progress, RefreshReport
@@ -183,23 +184,37 @@ def _error_for(error: BaseException) -> tuple[int, str, dict[str, str] | None]:
 
 
 # --- request and response models ------------------------------------------------------------------------
+def _integral(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# Request models are strict ("k": "3" or "rebuild": 0 is a client bug), but 3.0 is an integer in JSON.
+PassageCount = Annotated[
+    int,
+    BeforeValidator(_integral),
+    Field(ge=1, le=50),
+    WithJsonSchema({"type": "integer", "minimum": 1, "maximum": 50}),  # pydantic would write "ge"/"le" here
+]
+
+
 class ChatTurn(BaseModel):
+    model_config = ConfigDict(strict=True)
     role: Literal["user", "assistant"]
     content: str = Field(max_length=20_000)
 
 
 class AskFilters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     sources: list[str] | None = Field(
         None, max_length=200, description="Only search these documents (their `source` as listed)."
     )
 
 
 class AskRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # "k": "3" is a client bug, not a 3
     question: str = Field(min_length=1, max_length=4000, pattern=r"\S", examples=["Qui a fondé DeepSeek ?"])
     history: list[ChatTurn] = Field(default_factory=list, max_length=50, description="Earlier turns, oldest first.")
-    k: int | None = Field(None, ge=1, le=50, description="Passages to retrieve (default RAG_K).")
+    k: PassageCount | None = Field(None, description="Passages to retrieve (default RAG_K).")
     filters: AskFilters | None = None
     generator: GeneratorName | None = Field(None, description="Default: the configured generator.")
 
@@ -217,13 +232,13 @@ class CitationsEventData(BaseModel):
 
 
 class ContentPart(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     type: str
     text: str | None = None
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[ContentPart] | None = None
 
@@ -231,15 +246,15 @@ class ChatMessage(BaseModel):
 class RagOptions(BaseModel):
     """Extension of the chat completions request (`extra_body={"rag": {...}}` with the openai client)."""
 
-    model_config = ConfigDict(extra="forbid")
-    k: int | None = Field(None, ge=1, le=50)
+    model_config = ConfigDict(extra="forbid", strict=True)
+    k: PassageCount | None = None
     sources: list[str] | None = Field(None, max_length=200)
 
 
 class ChatCompletionRequest(BaseModel):
     """OpenAI's request; sampling options (temperature, max_tokens...) are accepted and ignored."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     model: str | None = Field(None, description="local, extractive, openai, ollama, or rag (the configured one).")
     messages: list[ChatMessage] = Field(min_length=1, max_length=100)
     stream: bool = False
@@ -327,7 +342,7 @@ class RefreshResult(BaseModel):
 
 
 class RefreshRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     rebuild: bool = Field(False, description="Re-embed everything aside and swap it in on success.")
 
 
@@ -387,7 +402,7 @@ class Readiness(BaseModel):
     fallback_reason: str | None = None
     starting: str | None = Field(None, description="What the startup task is doing, while it runs.")
     missing: list[str] = Field(default_factory=list)
-    startup_error: str | None = None
+    startup_error: str | None = Field(None, description="Why the startup task (warm-up, first index) failed.")
 
 
 # --- auth --------------------------------------------------------------------------------------------------
@@ -526,6 +541,41 @@ async def _start_stream(service: RagService, question: str, **options: Any) -> t
     return first, stream
 
 
+def _json_data(*models: str) -> dict[str, Any]:
+    """An SSE `data` field holding JSON of one of `models` (OpenAPI 3.1 `contentSchema`)."""
+    refs = [{"$ref": f"#/components/schemas/{name}"} for name in models]
+    return {
+        "type": "string",
+        "contentMediaType": "application/json",
+        "contentSchema": refs[0] if len(refs) == 1 else {"anyOf": refs},
+    }
+
+
+def _named_event(name: str, model: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["event", "data"],
+        "properties": {"event": {"const": name}, "data": _json_data(model)},
+    }
+
+
+# Each event of a stream, as schemathesis and OpenAPI 3.1 tools read a text/event-stream schema.
+ASK_STREAM_EVENT = {
+    "oneOf": [
+        _named_event("token", "TokenEventData"),
+        _named_event("citations", "CitationsEventData"),
+        _named_event("final", "Answer"),
+        _named_event("error", "ErrorResponse"),
+    ]
+}
+CHAT_STREAM_EVENT = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {"data": {"anyOf": [{"const": "[DONE]"}, _json_data("ChatCompletionChunk", "ErrorResponse")]}},
+}
+STREAM_MODELS: tuple[type[BaseModel], ...] = (TokenEventData, CitationsEventData, ChatCompletionChunk, ErrorResponse)
+
+
 def _sse(payload: BaseModel | dict[str, Any], event: str | None = None) -> ServerSentEvent:
     data = payload.model_dump_json(exclude_none=True) if isinstance(payload, BaseModel) else json.dumps(payload)
     return ServerSentEvent(data=data, event=event, sep="\n")
@@ -579,20 +629,23 @@ class _AppState:
     def indexing(self, operation: str, run: Callable[[Callable[[Progress], None]], RefreshReport]) -> RefreshReport:
         """Run an indexing call, recording its progress for GET /v1/index/status."""
 
+        activity = IndexActivity(running=True, operation=operation, started_at=time.time())
+
         def progress(step: Progress) -> None:
-            self.activity.files_done, self.activity.files_total = step.files_done, step.files_total
-            self.activity.chunks_done, self.activity.current = step.chunks_done, step.current
+            activity.files_done, activity.files_total = step.files_done, step.files_total
+            activity.chunks_done, activity.current = step.chunks_done, step.current
 
         with self._activity_lock:
-            self.activity = IndexActivity(running=True, operation=operation, started_at=time.time())
+            if not self.activity.running:  # a run refused as busy does not hide the one in progress
+                self.activity = activity
         try:
             return run(progress)
         except Exception as error:
-            self.activity.last_error = str(error) if isinstance(error, IndexBusyError | DocumentError) else "failed"
+            activity.last_error = str(error) if isinstance(error, IndexBusyError | DocumentError) else "failed"
             raise
         finally:
-            self.activity.running = False
-            self.activity.current = None
+            activity.running = False
+            activity.current = None
 
 
 # --- the app --------------------------------------------------------------------------------------------------
@@ -657,7 +710,7 @@ def create_app(
         missing = [name for name in ("index", "generator") if not found[name]]
         if state.starting:
             missing.append(state.starting)
-        ready = not missing and state.startup_error is None
+        ready = not missing  # a failed startup index is reported, but the index that exists still answers
         body = Readiness(
             ready=ready, missing=missing, starting=state.starting, startup_error=state.startup_error, **found
         )
@@ -689,10 +742,10 @@ def create_app(
                     "`event: final` (data: Answer, citations numbered as in the text); `event: error` "
                     "(data: ErrorResponse) if it fails midway. The token texts add up to the final answer."
                 ),
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                "content": {"text/event-stream": {"schema": ASK_STREAM_EVENT}},
             }
         }
-        | _errors(400, 401, 413, 422, 503),
+        | _errors(400, 401, 413, 422, 502, 503),
     )
     async def ask_stream(request: AskRequest) -> EventSourceResponse:
         first, stream = await _start_stream(service, request.question, **_ask_options(request))
@@ -733,7 +786,7 @@ def create_app(
                     "<ChatCompletionChunk>` lines ending with `data: [DONE]`; the last chunk carries "
                     "`choices[0].delta.citations` and `rag` (the whole Answer)."
                 ),
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                "content": {"text/event-stream": {"schema": CHAT_STREAM_EVENT}},
             }
         }
         | _errors(400, 401, 404, 413, 422, 502, 503),
@@ -802,7 +855,7 @@ def create_app(
         responses=_errors(400, 401, 409, 413, 415, 422),
     )
     async def upload_documents(
-        files: Annotated[list[UploadFile], File(description="The files (txt, md, html, pdf...).")],
+        files: Annotated[list[UploadFile], File(min_length=1, description="The files (txt, md, html, pdf...).")],
         replace: Annotated[bool, Query(description="Replace a different document of the same name.")] = False,
     ) -> UploadResult:
         results: list[UploadedFile] = []
@@ -852,7 +905,7 @@ def create_app(
         response_model=RefreshResult,
         dependencies=write_deps,
         summary="Remove a document from the index (and its file, when it lives in the corpus folder)",
-        responses=_errors(401, 404, 409),
+        responses=_errors(401, 404, 409, 422),
     )
     async def delete_document(source: Annotated[str, Path(description="The document's `source`.")]) -> RefreshResult:
         report = await run_in_threadpool(
@@ -867,7 +920,7 @@ def create_app(
         response_model=RefreshResult,
         dependencies=write_deps,
         summary="Bring the index in line with the corpus folder (waits until done)",
-        responses=_errors(401, 409, 413, 422),
+        responses=_errors(400, 401, 409, 413, 422),
     )
     async def refresh(request: Annotated[RefreshRequest | None, Body()] = None) -> RefreshResult:
         rebuild = bool(request and request.rebuild)
@@ -890,9 +943,29 @@ def create_app(
         status = await run_in_threadpool(service.status)
         return IndexStatus(**status, activity=state.activity)
 
+    _document_stream_models(app)
     if with_ui:
         _mount_ui(app, service)
     return app
+
+
+def _document_stream_models(app: FastAPI) -> None:
+    """Put the SSE payload models in the schema's components: no route returns them as JSON."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in STREAM_MODELS:
+                found = model.model_json_schema(ref_template="#/components/schemas/{model}", mode="serialization")
+                for name, definition in found.pop("$defs", {}).items():
+                    components.setdefault(name, definition)
+                components.setdefault(model.__name__, found)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _add_error_handlers(app: FastAPI) -> None:
@@ -910,7 +983,16 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def handle_http(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, HTTPException)
         message = error.detail if isinstance(error.detail, str) else "Request failed."
-        return error_response(error.status_code, message, getattr(error, "headers", None))
+        headers = dict(getattr(error, "headers", None) or {})
+        if error.status_code == 405:  # Starlette names one route's methods; a path may have several routes
+            allowed = {
+                m
+                for r in request.app.router.routes
+                if r.matches(request.scope)[0] == Match.PARTIAL
+                for m in r.methods or ()
+            }
+            headers["Allow"] = ", ".join(sorted(allowed))
+        return error_response(error.status_code, message, headers)
 
     async def handle_validation(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, RequestValidationError)
@@ -964,13 +1046,14 @@ def _text_of(message: ChatMessage) -> str:
 
 
 def _conversation(messages: list[ChatMessage]) -> tuple[str, list[dict[str, str]]]:
-    """The last user message is the question; earlier user and assistant turns are the history."""
-    if messages[-1].role != "user":
-        raise ApiError(400, "The last message must be the user's question.", param="messages")
-    question = _text_of(messages[-1]).strip()
+    """The last user message is the question; the user and assistant turns before it are the history."""
+    last = max((i for i, m in enumerate(messages) if m.role == "user"), default=None)
+    if last is None:
+        raise ApiError(400, "No user message: the last user message is the question.", param="messages")
+    question = _text_of(messages[last]).strip()
     if not question:
         raise ApiError(400, "The last user message has no text.", param="messages")
-    history = [{"role": m.role, "content": _text_of(m)} for m in messages[:-1] if m.role in ("user", "assistant")]
+    history = [{"role": m.role, "content": _text_of(m)} for m in messages[:last] if m.role in ("user", "assistant")]
     return question, history
 
 

@@ -106,7 +106,7 @@ class AnswerChain:
             attributor = Attributor(self.encoder, sentences, self.attribution)
             request = GenerationRequest(question, language, passages, sentences, question_vector)
             request.excerpts = select_excerpts(sentences, question_vector)
-            streamer = CitationStreamer(attributor, drop_unsupported=self.drop_unsupported)
+            streamer = CitationStreamer(attributor, refusal=REFUSALS[language], drop_unsupported=self.drop_unsupported)
             for token in generator.stream(request):
                 yield from streamer.feed(token)
             yield from streamer.finish()

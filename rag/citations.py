@@ -104,6 +104,14 @@ class SentenceAttribution:
     citations: list[tuple[int, int, int]] = field(default_factory=list)  # (passage index, span start, span end)
 
 
+_NUMBER = re.compile(r"\d+(?:[ \u00a0\u202f.,]\d{3})*(?:[.,]\d+)?")
+
+
+def _numbers(text: str) -> set[str]:
+    """Figures in a text, with thousands separators and decimal marks folded ("100 000" = "100,000")."""
+    return {re.sub(r"[ \u00a0\u202f.,]", "", match) for match in _NUMBER.findall(text)}
+
+
 def strip_markers(text: str) -> tuple[str, set[int]]:
     """The text without the model's brackets, and the passage numbers they named."""
     hinted = {int(n) for match in _MARKER.finditer(text) for n in re.findall(r"\d+", match.group(1))}
@@ -151,6 +159,12 @@ class Attributor:
             best = int(np.argmax(combined))
             scored.append((float(combined[best]), index, best))
         scored.sort(reverse=True)
+        numbers = _numbers(sentence)
+        if numbers:
+            # A figure the passage does not state is not supported, however close the wording.
+            scored = [s for s in scored if numbers <= _numbers(self._sentences[s[1]].passage.text)]
+            if not scored:
+                return SentenceAttribution(sentence, supported=False)
         best_score = scored[0][0]
         if best_score < config.threshold:
             return SentenceAttribution(sentence, supported=False)
@@ -206,8 +220,9 @@ class CitedAnswer:
 class CitationStreamer:
     """Feed model tokens in, get honest stream events out; `result()` gives the final cited answer."""
 
-    def __init__(self, attributor: Attributor, *, drop_unsupported: bool = False):
+    def __init__(self, attributor: Attributor, *, refusal: str, drop_unsupported: bool = False):
         self.attributor = attributor
+        self.refusal = refusal  # said at the end when no sentence of the answer is supported
         self.drop_unsupported = drop_unsupported
         self.numbering = CitationNumbering(attributor.passages)
         self._raw = ""  # model text received so far
@@ -223,11 +238,14 @@ class CitationStreamer:
 
     def finish(self) -> Iterator[StreamEvent]:
         yield from self._advance(final=True)
+        text = "".join(self._output)
+        if not self._any_supported and not is_refusal(text):
+            # Nothing the model said is backed by a passage: say plainly that the documents don't say.
+            yield self._emit(f" {self.refusal}" if text.strip() else self.refusal)
 
     def result(self) -> CitedAnswer:
         text = "".join(self._output)
-        cleaned, _ = strip_markers(self._raw)
-        refused = not self._any_supported and (is_refusal(cleaned) or not cleaned.strip())
+        refused = not self._any_supported
         citations = [] if refused else self.numbering.citations
         return CitedAnswer(text, citations, [] if refused else self._unsupported, refused)
 
@@ -302,9 +320,9 @@ class CitationStreamer:
 
 
 def attribute_answer(
-    attributor: Attributor, text: str, *, drop_unsupported: bool = False
+    attributor: Attributor, text: str, *, refusal: str, drop_unsupported: bool = False
 ) -> tuple[CitedAnswer, list[StreamEvent]]:
     """Non-streaming use: the whole answer at once (same code path as streaming)."""
-    streamer = CitationStreamer(attributor, drop_unsupported=drop_unsupported)
+    streamer = CitationStreamer(attributor, refusal=refusal, drop_unsupported=drop_unsupported)
     events = list(streamer.feed(text)) + list(streamer.finish())
     return streamer.result(), events

@@ -319,20 +319,13 @@ class RagService:
             if name not in self._generators:
                 try:
                     if name == "extractive":
-                        self._generators[name] = ExtractiveGenerator(self._embedder_unlocked())
+                        self._generators[name] = ExtractiveGenerator()
                     else:
                         self._generators[name] = ChatGenerator(name, self._chat_model(name))
                 except GeneratorUnavailable as error:
                     self._fallbacks[name] = str(error)
-                    self._generators[name] = ExtractiveGenerator(self._embedder_unlocked())
+                    self._generators[name] = ExtractiveGenerator()
             return self._generators[name], self._fallbacks.get(name)
-
-    def _embedder_unlocked(self):
-        if self._embedder is None:
-            from rag.embeddings import SentenceTransformerEmbeddings
-
-            self._embedder = SentenceTransformerEmbeddings(self.settings)
-        return self._embedder
 
     def _chat_model(self, name: str):
         if name in self._chat_models:

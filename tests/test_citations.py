@@ -18,6 +18,7 @@ O1 = (
     "Le grand modèle de langage R1 de DeepSeek a prétendu surpasser le célèbre modèle o1 d'OpenAI avec un "
     "investissement beaucoup plus petit."
 )
+REFUSAL = "Les documents ne contiennent pas la réponse à cette question."
 H800 = "All DeepSeek-V3/R1 inference services are served on H800 GPUs with precision consistent with training."
 
 
@@ -42,7 +43,7 @@ def run_fake_model(answer: str, passages, embedder, drop_unsupported: bool = Fal
     sentences = build_passage_sentences(embedder, passages)
     request = GenerationRequest("q", "fr", passages, sentences, embedder.encode(["q"], "query")[0], excerpts=[])
     request.excerpts = [p.text for p in passages]
-    streamer = CitationStreamer(Attributor(embedder, sentences), drop_unsupported=drop_unsupported)
+    streamer = CitationStreamer(Attributor(embedder, sentences), refusal=REFUSAL, drop_unsupported=drop_unsupported)
     events = []
     for token in generator.stream(request):
         events += list(streamer.feed(token))
@@ -101,7 +102,7 @@ def test_unsupported_sentence_is_flagged_and_can_be_dropped(passages, embedder):
 
 def test_markers_split_across_tokens_never_leak_into_the_stream(passages, embedder):
     attributor = Attributor.for_passages(embedder, passages)
-    streamer = CitationStreamer(attributor)
+    streamer = CitationStreamer(attributor, refusal=REFUSAL)
     tokens = ["R1 prétend", " surpasser le modèle", " o1 d'OpenAI", " [", "2", "]", ".", " Les GPU", " H800 [", "3]."]
     events = [e for t in tokens for e in streamer.feed(t)] + list(streamer.finish())
     text = streamed_text(events)
@@ -114,12 +115,33 @@ def test_markers_split_across_tokens_never_leak_into_the_stream(passages, embedd
 
 def test_refusal_has_no_citations(passages, embedder):
     result, _ = attribute_answer(
-        Attributor.for_passages(embedder, passages), "Les documents ne contiennent pas la réponse."
+        Attributor.for_passages(embedder, passages), "Les documents ne contiennent pas la réponse.", refusal=REFUSAL
     )
     assert result.refused and result.citations == []
+    assert result.text == "Les documents ne contiennent pas la réponse."
+
+
+def test_an_answer_no_passage_supports_becomes_a_refusal(passages, embedder):
+    """A model that invents (here, a fine the documents never mention) is caught by verification."""
+    result, events = run_fake_model(
+        "L'autorité italienne a infligé une amende de 15 millions d'euros.", passages, embedder
+    )
+    assert result.refused and result.citations == []
+    assert result.unsupported == []  # a refusal lists nothing as an answer
+    assert result.text.endswith(REFUSAL)
+    assert streamed_text(events) == result.text
 
 
 def test_strip_markers_reads_hints():
     text, hinted = strip_markers("A [1, 3]. B [Passage 2]. C[4][5].")
     assert text == "A. B. C."
     assert hinted == {1, 2, 3, 4, 5}
+
+
+def test_a_figure_the_passage_does_not_state_is_not_supported(passages, embedder):
+    """Close wording, wrong date: the embeddings alone would call it supported."""
+    attributor = Attributor.for_passages(embedder, passages)
+    wrong = attributor.attribute("L'Italie a interdit DeepSeek le 14 février pour des raisons de transfert de données.")
+    right = attributor.attribute("L'Italie a interdit DeepSeek le 30 janvier pour des raisons de transfert de données.")
+    assert not wrong.supported
+    assert right.supported and right.citations
