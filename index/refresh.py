@@ -90,7 +90,9 @@ def discover(paths: Iterable[Path]) -> tuple[list[SourceFile], list[Path]]:
             for found in sorted(path.rglob("*")):
                 relative = found.relative_to(path).parts
                 hidden = any(part.startswith(".") for part in relative)
-                if found.is_file() and found.suffix.lower() in SUPPORTED_SUFFIXES and not hidden:
+                # A folder's own README (at its top) describes the folder; it is not one of its documents.
+                own_readme = len(relative) == 1 and found.stem.upper() == "README"
+                if found.is_file() and found.suffix.lower() in SUPPORTED_SUFFIXES and not hidden and not own_readme:
                     files.append(SourceFile(path, found))
         else:
             files.append(SourceFile(path.parent, path))

@@ -1,0 +1,91 @@
+"""Answer speed: retrieval latency, and the local model's time to first token and total time per answer,
+beside the naive chain (same model, whole top-5 chunks in the prompt, KV cache reset before each question).
+
+    .venv/bin/python bench/answer.py [--questions N] [--json]
+
+Runs against the current index (RAG_DATA_DIR, default .rag/: index corpus/ and ../shared/corpus/related/
+first). Questions come from ../shared/eval/dev.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from langchain_core.messages import HumanMessage, SystemMessage  # noqa: E402
+
+from rag.generation import SYSTEM_PROMPT  # noqa: E402
+from rag.service import RagService  # noqa: E402
+from rag.settings import Settings  # noqa: E402
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))], 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--questions", type=int, default=6, help="questions answered by the local model")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    items = [json.loads(line) for line in (REPO.parent / "shared" / "eval" / "dev.jsonl").open(encoding="utf-8")]
+    service = RagService(Settings(generator="local"))
+    service.warm_up()
+    retriever = service.chain.retriever
+
+    retrieval_ms = []
+    for item in items:
+        started = time.perf_counter()
+        retriever.retrieve(item["question"], service.settings.k)
+        retrieval_ms.append((time.perf_counter() - started) * 1000)
+
+    generator, fallback = service.generator("local")
+    if fallback:
+        raise SystemExit(f"local model unavailable: {fallback}")
+    chat_model = generator.chat_model
+    ours = {"first_token_s": [], "total_s": []}
+    naive = {"first_token_s": [], "total_s": []}
+    for item in items[: args.questions]:
+        started, first = time.perf_counter(), None
+        for event in service.ask_stream(item["question"]):
+            if event.type == "token" and first is None:
+                first = time.perf_counter() - started
+        ours["first_token_s"].append(first)
+        ours["total_s"].append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        passages = retriever.retrieve(item["question"], 5)
+        context = "\n\n".join(f"[{p.n}] {p.text}" for p in passages)
+        chat_model.llama.reset()  # no reuse of the cached prefix
+        first = None
+        messages = [SystemMessage(SYSTEM_PROMPT), HumanMessage(f"Passages:\n{context}\n\nQuestion: {item['question']}")]
+        for _ in chat_model.stream(messages):
+            if first is None:
+                first = time.perf_counter() - started
+        naive["first_token_s"].append(first)
+        naive["total_s"].append(time.perf_counter() - started)
+
+    def summary(values: dict[str, list[float]]) -> dict[str, float]:
+        return {f"{k}_p50": round(statistics.median(v), 1) for k, v in values.items()} | {
+            f"{k}_max": round(max(v), 1) for k, v in values.items()
+        }
+
+    result = {
+        "retrieval_ms": {"p50": percentile(retrieval_ms, 0.5), "p95": percentile(retrieval_ms, 0.95)},
+        "questions": args.questions,
+        "ours": summary(ours),
+        "naive": summary(naive),
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Indexing speed: our pipeline beside a bare SentenceTransformer.encode of the same texts, in one run.
+
+    .venv/bin/python bench/index.py [--json]
+
+Indexes corpus/ and ../shared/corpus/related/ into a fresh data dir (the e5 model folder is reused from
+.rag-test/models or materialised), then:
+- pipeline: `rag index` end to end (load, chunk, embed chunks and sentences, write Chroma and BM25);
+- bare: `SentenceTransformer.encode` of exactly the texts the pipeline embedded (chunk texts with their
+  heading context, and sentences), same batch size, same process;
+- refresh: a second run over the unchanged corpus (target: under 1 s).
+Overhead = pipeline time / bare encode time - 1 (target: at most 15%).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from index.refresh import _MIN_SENTENCE_CHARS, discover  # noqa: E402
+from rag.service import RagService  # noqa: E402
+from rag.settings import Settings  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    paths = [REPO / "corpus", REPO.parent / "shared" / "corpus" / "related"]
+    work = Path(tempfile.mkdtemp(prefix="rag-bench-"))
+    (work / "data").mkdir()
+    models = REPO / ".rag-test" / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    (work / "data" / "models").symlink_to(models, target_is_directory=True)
+    settings = Settings(_env_file=None, data_dir=work / "data", generator="extractive")
+    service = RagService(settings)
+    embedder = service.embedder
+    embedder.embed_query("warm up")  # load the model outside the timings
+
+    started = time.perf_counter()
+    report = service.refresh(paths)
+    pipeline_s = time.perf_counter() - started
+    embedded = embedder.texts_embedded - 1
+
+    # The same texts, straight through sentence-transformers.
+    from index.chunking import split_sentences
+
+    chunks = service.store.chunks()
+    texts = [c.embedding_text for c in chunks]
+    texts += [c.text[s:e] for c in chunks for s, e in split_sentences(c.text) if e - s >= _MIN_SENTENCE_CHARS]
+    model = embedder.model
+    started = time.perf_counter()
+    model.encode(texts, prompt="passage: ", batch_size=settings.embedding_batch_size, normalize_embeddings=True)
+    bare_s = time.perf_counter() - started
+
+    started = time.perf_counter()
+    again = service.refresh(paths)
+    refresh_s = time.perf_counter() - started
+
+    result = {
+        "files": len(discover(paths)[0]),
+        "chunks": report.chunks,
+        "texts_embedded": embedded,
+        "texts_bare": len(texts),
+        "pipeline_s": round(pipeline_s, 1),
+        "bare_encode_s": round(bare_s, 1),
+        "pipeline_chunks_per_s": round(report.chunks / pipeline_s, 2),
+        "bare_chunks_per_s": round(report.chunks / bare_s, 2),
+        "overhead_pct": round((pipeline_s / bare_s - 1) * 100, 1),
+        "unchanged_refresh_s": round(refresh_s, 3),
+        "unchanged_refresh_report": again.as_dict(),
+    }
+    shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for key, value in result.items():
+            print(f"{key:>26}: {value}")
+
+
+if __name__ == "__main__":
+    main()
