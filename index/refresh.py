@@ -167,7 +167,7 @@ class Refresher:
             if self.on_progress:
                 self.on_progress(Progress(number, len(files), chunks_done, source))
         if prune:
-            scanned = {str(root) for root in roots} | {str(f.root) for f in files}
+            scanned = {str(root) for root in roots}  # files given one by one prune nothing
             for source, record in list(records.items()):
                 if source not in seen and record.root in scanned:
                     self.store.delete(self.store.ids_for_source(source))

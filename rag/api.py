@@ -477,6 +477,34 @@ class BodyLimitMiddleware:
             await error_response(413, str(error.detail))(scope, receive, send)
 
 
+class CatchAllMiddleware:
+    """Any unexpected exception becomes a bare JSON 500, logged with its traceback. Handled here rather than
+    by Starlette's outermost handler, which re-raises: uvicorn would then drop the keep-alive connection and
+    the client's next request on it would fail."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as error:
+            log.error("%s %s failed", scope.get("method"), scope.get("path"), exc_info=error)
+            if started:
+                raise
+            await error_response(500, "Internal server error.")(scope, receive, send)
+
+
 def _content_length(scope: Scope) -> int | None:
     for name, value in scope.get("headers", ()):
         if name == b"content-length":
@@ -689,6 +717,7 @@ def create_app(
         app.add_middleware(
             CORSMiddleware, allow_origins=cors_origins, allow_methods=["*"], allow_headers=["Authorization", "*"]
         )
+    app.add_middleware(CatchAllMiddleware)  # added last: the outermost of ours
     _add_error_handlers(app)
 
     # --- health ---------------------------------------------------------------------------------------
@@ -969,7 +998,7 @@ def _document_stream_models(app: FastAPI) -> None:
 
 
 def _add_error_handlers(app: FastAPI) -> None:
-    """Every error becomes `{"error": {...}}` with its status; unexpected ones a bare 500, logged."""
+    """Every known error becomes `{"error": {...}}` with its status."""
 
     async def handle_known(request: Request, error: Exception) -> JSONResponse:
         status, message, headers = _error_for(error)
@@ -1004,15 +1033,10 @@ def _add_error_handlers(app: FastAPI) -> None:
         param = ".".join(details[0]["loc"][1:]) if details and len(details[0]["loc"]) > 1 else None
         return error_response(422, summary, param=param or None, details=details)
 
-    async def handle_unexpected(request: Request, error: Exception) -> JSONResponse:
-        log.error("%s %s failed", request.method, request.url.path, exc_info=error)
-        return error_response(500, "Internal server error.")
-
     for known in (ApiError, ServiceBusyError, DocumentError, IndexBusyError, *UPSTREAM_ERRORS):
         app.add_exception_handler(known, handle_known)
     app.add_exception_handler(HTTPException, handle_http)
-    app.add_exception_handler(RequestValidationError, handle_validation)
-    app.add_exception_handler(Exception, handle_unexpected)
+    app.add_exception_handler(RequestValidationError, handle_validation)  # the rest: CatchAllMiddleware
 
 
 def _ask_options(request: AskRequest) -> dict[str, Any]:
@@ -1092,10 +1116,12 @@ def _mount_ui(app: FastAPI, service: RagService) -> None:
     except Exception:
         log.exception("the UI could not be imported; serving the API only")
         return
-    import gradio
+    try:
+        import gradio
 
-    blocks = build_ui(service)
-    gradio.mount_gradio_app(app, blocks, path="/")
+        gradio.mount_gradio_app(app, build_ui(service), path="/")
+    except Exception:
+        log.exception("the UI could not be built; serving the API only")
 
 
 def create_app_from_settings(

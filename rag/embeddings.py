@@ -591,19 +591,26 @@ class SentenceTransformerEmbeddings(Embeddings):
     def encode(self, texts: Sequence[str], kind: Kind) -> np.ndarray:
         """Embed with the prompt for `kind`; float32, L2-normalised, shape (len(texts), dimension)."""
         model = self.model
-        with self._lock:
-            if not texts:
-                return np.zeros((0, self.dimension), np.float32)
-            vectors = model.encode(
-                list(texts),
-                prompt=self._prompts.get(kind),
-                batch_size=self._batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
-            self._texts_embedded += len(texts)
-        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
+        if not texts:
+            return np.zeros((0, self.dimension), np.float32)
+        # One batch at a time under the lock, longest first (as sentence-transformers would order them), so a
+        # question's embedding waits for one batch of an indexing run, not for the whole run.
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        vectors = np.zeros((len(texts), self.dimension), np.float32)
+        for lo in range(0, len(order), self._batch_size):
+            batch = order[lo : lo + self._batch_size]
+            with self._lock:
+                encoded = model.encode(
+                    [texts[i] for i in batch],
+                    prompt=self._prompts.get(kind),
+                    batch_size=self._batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )
+                self._texts_embedded += len(batch)
+            vectors[batch] = np.asarray(encoded, dtype=np.float32).reshape(len(batch), -1)
+        return vectors
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         if not texts:

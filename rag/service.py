@@ -179,7 +179,12 @@ class RagService:
         after_write: Callable[[str], None] | None = None,
     ) -> RefreshReport:
         """Index `paths` (default: the corpus dir); raises IndexBusyError if another indexer runs."""
-        targets = [Path(p) for p in paths] if paths else [self.settings.corpus_dir]
+        with self._indexing():
+            return self._refresh_locked(paths, rebuild=rebuild, on_progress=on_progress, after_write=after_write)
+
+    @contextmanager
+    def _indexing(self):
+        """The data dir's index lock, held by whatever changes the corpus or the index."""
         lock = index_lock(self.settings.data_dir)
         try:
             lock.acquire()
@@ -189,14 +194,17 @@ class RagService:
                 "Wait for it to finish, or stop it, then try again."
             ) from None
         try:
-            if rebuild:
-                return self._rebuild(targets, on_progress)
-            refresher = self._refresher(self.store, on_progress, after_write)
-            report = refresher.run(targets)
-            self._sync_lexical(self.store)
-            return report
+            yield
         finally:
             lock.release()
+
+    def _refresh_locked(self, paths, *, rebuild=False, on_progress=None, after_write=None) -> RefreshReport:
+        targets = [Path(p) for p in paths] if paths else [self.settings.corpus_dir]
+        if rebuild:
+            return self._rebuild(targets, on_progress)
+        report = self._refresher(self.store, on_progress, after_write).run(targets)
+        self._sync_lexical(self.store)
+        return report
 
     def _refresher(self, store: ChromaStore, on_progress, after_write=None) -> Refresher:
         return Refresher(
@@ -220,6 +228,7 @@ class RagService:
             self._store = swap_in(building, self.settings.collection)
             lexical.save(self.lexical_dir)
             self._lexical = lexical
+            self._chain = None  # the chain's retriever holds the store it was built with
         report.documents = len(self._store.documents())
         report.chunks = self._store.count()
         return report
@@ -267,10 +276,11 @@ class RagService:
             raise DocumentError("Invalid file name.", 400)
         if target.exists() and not replace and target.read_bytes() != data:
             raise DocumentError(f"A different document named {name} already exists; pass replace=true.", 409)
-        staging = target.with_name(f".{name}.upload")
-        staging.write_bytes(data)
-        staging.replace(target)
-        return self.refresh([target])
+        with self._indexing():
+            staging = target.with_name(f".{name}.upload")
+            staging.write_bytes(data)
+            staging.replace(target)
+            return self._refresh_locked([target])
 
     def delete_document(self, source: str) -> RefreshReport:
         """Remove a document from the index, and its file when it lives in the corpus dir."""
@@ -280,13 +290,14 @@ class RagService:
             raise DocumentError(f"No indexed document {source!r}.", 404)
         path = Path(record.path)
         corpus = self.settings.corpus_dir.resolve()
-        if path.resolve().is_relative_to(corpus) and path.exists():
-            path.unlink()
-            return self.refresh([corpus])
-        with self.rw.write():
-            self.store.delete(self.store.ids_for_source(source))
-            self.store.delete_document(source)
-        self._sync_lexical(self.store)
+        with self._indexing():
+            if path.resolve().is_relative_to(corpus) and path.exists():
+                path.unlink()
+                return self._refresh_locked([corpus])
+            with self.rw.write():
+                self.store.delete(self.store.ids_for_source(source))
+                self.store.delete_document(source)
+            self._sync_lexical(self.store)
         return RefreshReport(deleted=1, documents=len(records) - 1, chunks=self.store.count())
 
     def chunks_by_id(self, ids: Sequence[str]) -> dict[str, Chunk]:
