@@ -166,7 +166,7 @@ class ExtractiveGenerator:
     name = "extractive"
 
     def __init__(
-        self, threshold: float = 0.83, max_sentences: int = 2, margin: float = 0.015, context_weight: float = 0.4
+        self, threshold: float = 0.80, max_sentences: int = 2, margin: float = 0.015, context_weight: float = 0.4
     ):
         # Sentence vectors come with the request: no model call here.
         self.threshold = threshold

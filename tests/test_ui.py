@@ -1,0 +1,356 @@
+"""The chat web UI: its rendering helpers (fast), then a real chromium (`browser` marker): ask, open a
+citation, follow up, upload, delete; the mobile layout; the `/ask` endpoint through gradio_client.
+
+The server runs in a subprocess on a fresh data dir (sharing the materialised models): its first page load
+indexes the corpus, which also exercises the first-start progress status. Screenshots land in docs/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from index.types import Chunk
+from rag.schema import Answer, Citation
+from ui.app import STRINGS, _mark_stopped, render_answer, render_card, surrounding_text
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+DOCS = REPO / "docs"
+QUESTION_FR = "Pourquoi l'Italie a-t-elle interdit DeepSeek ?"
+NOTE_NAME = "note_zorblax.txt"
+NOTE_TEXT = (
+    "Le zorblax est un fruit fictif à la peau violette.\n"
+    "Le zorblax est cultivé exclusivement sur l'île de Quenntar, dans des vergers en terrasses.\n"
+    "La récolte du zorblax a lieu chaque année au mois de brumaire.\n"
+)
+NOTE_QUESTION = "Où le zorblax est-il cultivé ?"
+ANSWER_TIMEOUT_MS = 120_000
+
+
+# --- rendering, without a browser --------------------------------------------------------------------------
+DOCUMENT = (
+    "Premier paragraphe sur le contexte.\n"
+    "Deuxième paragraphe : l'Italie a interdit DeepSeek le 30 janvier. Suite.\n"
+    "Troisième."
+)
+
+
+def _citation(n: int = 1) -> Citation:
+    start, end = 36, DOCUMENT.index("\nTroisième")
+    quote = "l'Italie a interdit DeepSeek le 30 janvier."
+    quote_start = DOCUMENT.index(quote)
+    return Citation(
+        n=n,
+        source="article.txt",
+        title="Article <b>",
+        chunk_id="c1",
+        start=start,
+        end=end,
+        text=DOCUMENT[start:end],
+        quote=quote,
+        quote_start=quote_start,
+        quote_end=quote_start + len(quote),
+    )
+
+
+def test_strings_have_the_same_keys_and_fields_in_both_languages() -> None:
+    import string
+
+    def fields(text: str) -> set[str]:
+        return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+    assert STRINGS["en"].keys() == STRINGS["fr"].keys()
+    for key, text in STRINGS["en"].items():
+        assert fields(text) == fields(STRINGS["fr"][key]), key
+
+
+def test_answer_markers_become_chips_and_notices_show() -> None:
+    answer = Answer(
+        answer="Interdit le 30 janvier. [1] Une phrase inventée <script>. [2]",
+        citations=[_citation()],
+        unsupported=["Une phrase inventée <script>."],
+        fallback_reason="local model unavailable",
+        generator="extractive",
+    )
+    html = render_answer(answer.answer, 3, {1: _citation()}, "fr", answer)
+    assert 'class="cite-chip cite-key-3-1"' in html  # clickable: its citation is known
+    assert '<span class="cite-chip pending" aria-hidden="true">2</span>' in html  # not (yet) known
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert '<span class="unsupported"' in html and "unsupported-note" in html
+    assert "Réponse produite par le générateur extractif de secours" in html
+    refused = Answer(answer="Les documents ne contiennent pas la réponse.", refused=True)
+    assert 'class="refused"' in render_answer(refused.answer, 0, {}, "fr", refused)
+
+
+def test_source_card_marks_the_quote_and_offers_more_context() -> None:
+    html = render_card(_citation(), "en", (DOCUMENT, 0), "3:1")
+    assert "<mark>l'Italie a interdit DeepSeek le 30 janvier.</mark>" in html
+    assert "Article &lt;b&gt;" in html and "article.txt" in html
+    assert "<details><summary>Show more context</summary>" in html
+    assert "Premier paragraphe" in html.split("<details>")[1]  # the neighbouring text, under the control
+
+
+def test_surrounding_text_stitches_neighbouring_chunks_by_offset() -> None:
+    bounds = [(0, 35), (36, DOCUMENT.index("\nTroisième")), (DOCUMENT.index("Troisième"), len(DOCUMENT))]
+    chunks = [Chunk("article.txt", "Article", DOCUMENT[a:b], a, b, i) for i, (a, b) in enumerate(bounds)]
+
+    class Store:
+        def chunks(self, sources=None):
+            return chunks
+
+    class Service:
+        store = Store()
+
+    text, origin = surrounding_text(Service(), _citation())  # type: ignore[arg-type]
+    assert (text, origin) == (DOCUMENT, 0)
+
+
+def test_stop_marks_an_unfinished_answer_only() -> None:
+    streaming = '<div class="rag-answer"><p>Le début</p><p class="pending" role="status">Recherche…</p></div>'
+    # As the Chatbot hands messages back in Gradio 6: content as a list of parts.
+    unfinished = [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": [{"type": "text", "text": streaming}]},
+    ]
+    marked = _mark_stopped(unfinished, "fr")[-1]["content"]
+    assert "Le début" in marked and "Arrêté." in marked and "Recherche" not in marked
+    finished = [{"role": "assistant", "content": '<div class="rag-answer"><p>Fin</p><p class="meta">x</p></div>'}]
+    assert _mark_stopped(finished, "fr") == finished
+
+
+# --- in a browser --------------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _factory() -> str:
+    """The real app when rag/api.py offers its factory, else the UI alone."""
+    api = REPO / "rag" / "api.py"
+    if api.exists() and "def create_app_from_settings" in api.read_text(encoding="utf-8"):
+        return "rag.api:create_app_from_settings"
+    return "ui.app:create_standalone_app"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[str]:
+    if not CHROMIUM.exists():
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    root = tmp_path_factory.mktemp("ui")
+    data, corpus = root / "data", root / "corpus"
+    data.mkdir()
+    corpus.mkdir()
+    shutil.copy(REPO / "corpus" / "deepseek_article_fr.txt", corpus)
+    (data / "models").symlink_to(models_dir, target_is_directory=True)
+    env = {
+        key: value for key, value in os.environ.items() if not key.startswith("RAG_") and not key.startswith("GRADIO_")
+    }
+    env.update(
+        RAG_DATA_DIR=str(data),
+        RAG_CORPUS_DIR=str(corpus),
+        RAG_GENERATOR="extractive",
+        GRADIO_ANALYTICS_ENABLED="False",
+        HF_HUB_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+    )
+    port = _free_port()
+    log = (root / "server.log").open("w")
+    command = [sys.executable, "-m", "uvicorn", "--factory", _factory(), "--host", "127.0.0.1", "--port", str(port)]
+    process = subprocess.Popen([*command, "--log-level", "warning"], cwd=REPO, env=env, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the UI server did not start:\n{(root / 'server.log').read_text()}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def _ask(page, question: str) -> object:
+    """Type a question, send it with Enter, wait for the final answer (its timing line) and return it."""
+    answers = page.locator("#rag-chat .rag-answer")
+    before = answers.count()
+    page.locator("#rag-question textarea").fill(question)
+    page.locator("#rag-question textarea").press("Enter")
+    answer = answers.nth(before)
+    answer.locator(".meta, .notice.error").first.wait_for(timeout=ANSWER_TIMEOUT_MS)
+    assert answer.locator(".notice.error").count() == 0, answer.inner_text()
+    return answer
+
+
+def _cell(table, text: str):
+    """A visible cell of the documents table (the Dataframe also keeps hidden copies for measuring)."""
+    return table.locator("[data-testid^='cell-']").filter(has_text=text).first
+
+
+def _wait_ready(page) -> None:
+    page.locator("#rag-status .status").filter(has_text="✓").wait_for(timeout=240_000)
+
+
+@pytest.mark.browser
+def test_chat_citations_follow_up_upload_delete(server: str, browser, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="fr-FR")
+    page = context.new_page()
+    page.goto(server)
+    # The interface follows the browser language, and the page shows progress rather than a blank wait.
+    page.get_by_role("heading", name="Interrogez vos documents").wait_for(timeout=60_000)
+    first_status = page.locator("#rag-status .status").inner_text()
+    assert first_status.startswith(("⏳ Préparation", "⏳ Démarrage", "✓")), first_status
+    _wait_ready(page)
+    assert "1 document" in page.locator("#rag-status").inner_text()
+
+    # A French question: streamed answer with citation chips; a chip opens its source card.
+    answer = _ask(page, QUESTION_FR)
+    assert "Italie" in answer.inner_text()
+    chips = answer.locator("button.cite-chip")
+    assert chips.count() >= 1
+    chips.first.click()
+    card = page.locator("#source-card .source-card")
+    card.wait_for(timeout=30_000)
+    quote = card.locator("blockquote mark").inner_text()
+    assert "Italie" in quote
+    assert quote.split()[0] in answer.inner_text()
+    assert "deepseek_article_fr.txt" in card.inner_text()
+    card.get_by_text("Afficher plus de contexte").click()
+    assert card.locator("details .context mark").is_visible()
+    assert len(card.locator("details .context").inner_text()) > len(card.locator("blockquote").inner_text())
+    page.screenshot(path=str(DOCS / "screenshot-chat.png"))
+
+    # A follow-up leans on the previous turn.
+    follow_up = _ask(page, "Et quand ?")
+    assert "30 janvier" in follow_up.inner_text()
+    assert follow_up.locator("button.cite-chip").count() >= 1
+
+    # A question the documents cannot answer is refused, visibly.
+    refusal = _ask(page, "Quelle est la recette de la tarte tatin ?")
+    assert refusal.locator(".refused").is_visible()
+    assert "Absent des documents" in refusal.inner_text()
+
+    # Documents panel: upload a new document (and a corrupt one, which breaks nothing).
+    page.get_by_role("tab", name="Documents").click()
+    table = page.locator("#rag-docs")
+    _cell(table, "deepseek_article_fr.txt").wait_for(timeout=30_000)
+    note, broken = tmp_path / NOTE_NAME, tmp_path / "broken.pdf"
+    note.write_text(NOTE_TEXT, encoding="utf-8")
+    broken.write_bytes(b"%PDF-1.4 this is not really a pdf")
+    page.locator("#rag-upload input[type=file]").set_input_files([str(note), str(broken)])
+    status = page.locator("#docs-status")
+    status.get_by_text(f"{NOTE_NAME} : indexé").wait_for(timeout=ANSWER_TIMEOUT_MS)
+    assert "broken.pdf : non indexé" in status.inner_text() or "broken.pdf : refusé" in status.inner_text()
+    _cell(table, NOTE_NAME).wait_for(timeout=10_000)
+    page.screenshot(path=str(DOCS / "screenshot-documents.png"))
+
+    # The new document answers questions and is cited.
+    page.get_by_role("tab", name="Discussion").click()
+    page.locator("#rag-new").click()
+    expect(page.locator("#rag-chat .rag-answer")).to_have_count(0)
+    answer = _ask(page, NOTE_QUESTION)
+    assert "Quenntar" in answer.inner_text()
+    answer.locator("button.cite-chip").first.click()
+    page.locator("#source-card .source-card").get_by_text(NOTE_NAME).wait_for(timeout=30_000)
+
+    # Delete it (with a confirmation) and see it gone.
+    page.get_by_role("tab", name="Documents").click()
+    page.locator("#rag-delete-choice input").click()
+    page.get_by_role("option", name=NOTE_NAME).click()
+    page.locator("#rag-delete").click()
+    page.locator("#rag-confirm").get_by_text(NOTE_NAME).wait_for(timeout=10_000)
+    page.locator("#rag-confirm-delete").click()
+    status.get_by_text(f"{NOTE_NAME} supprimé").wait_for(timeout=ANSWER_TIMEOUT_MS)
+    _cell(table, NOTE_NAME).wait_for(state="detached", timeout=10_000)
+    assert _cell(table, "deepseek_article_fr.txt").is_visible()
+
+    # The visible switch changes the interface language.
+    page.locator("#lang-switch").get_by_text("English").click()
+    page.get_by_role("tab", name="Chat").wait_for(timeout=10_000)
+    assert page.locator("#rag-send").inner_text().strip() == "Send"
+    context.close()
+
+
+@pytest.mark.browser
+def test_mobile_layout_and_accessibility(server: str, browser) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, locale="en-US")
+    page = context.new_page()
+    page.goto(server)
+    page.get_by_role("heading", name="Ask your documents").wait_for(timeout=60_000)
+    _wait_ready(page)
+    # Every control has a name a screen reader can announce.
+    unnamed = page.evaluate(
+        """() => [...document.querySelectorAll('button, input, textarea, select, [role=tab]')]
+            .filter((e) => e.offsetParent !== null && e.type !== 'file')
+            .filter((e) => !(e.getAttribute('aria-label') || e.labels?.length || e.closest('label')
+                             || e.getAttribute('title') || e.textContent.trim()))
+            .map((e) => e.outerHTML.slice(0, 120))"""
+    )
+    assert unnamed == []
+    question = page.get_by_label("Your question")
+    question.focus()
+    assert page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle") != "none"
+
+    answer = _ask(page, QUESTION_FR)
+    assert answer.locator("button.cite-chip").count() >= 1, answer.inner_text()
+    answer.locator("button.cite-chip").first.focus()
+    page.keyboard.press("Enter")  # chips are buttons: the keyboard opens them too
+    page.locator("#source-card blockquote mark").wait_for(timeout=30_000)
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=str(DOCS / "screenshot-mobile.png"), full_page=True)
+    page.locator("#source-card .back").click()  # on a phone the card sits below the chat: a way back
+    assert page.evaluate("() => document.activeElement.classList.contains('cite-chip')")
+    context.close()
+
+
+@pytest.mark.browser
+def test_gradio_client_ask(server: str) -> None:
+    from gradio_client import Client
+
+    client = Client(server, verbose=False)
+    chat, question_box, answer = client.predict(QUESTION_FR, api_name="/ask")
+    assert question_box == ""
+    assert "[1]" in answer and "deepseek_article_fr.txt" in answer
+    assert chat[-1]["role"] == "assistant"
