@@ -8,6 +8,7 @@ import time
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -277,10 +278,18 @@ class RagService:
         if target.exists() and not replace and target.read_bytes() != data:
             raise DocumentError(f"A different document named {name} already exists; pass replace=true.", 409)
         with self._indexing():
+            previous = target.read_bytes() if target.exists() else None
             staging = target.with_name(f".{name}.upload")
             staging.write_bytes(data)
             staging.replace(target)
-            return self._refresh_locked([target])
+            report = self._refresh_locked([target])
+            if report.skipped:
+                # A file that cannot be indexed is reported, not kept: the corpus folder stays what the index holds.
+                if previous is None:
+                    target.unlink(missing_ok=True)
+                else:
+                    target.write_bytes(previous)
+            return report
 
     def delete_document(self, source: str) -> RefreshReport:
         """Remove a document from the index, and its file when it lives in the corpus dir."""
@@ -299,6 +308,19 @@ class RagService:
                 self.store.delete_document(source)
             self._sync_lexical(self.store)
         return RefreshReport(deleted=1, documents=len(records) - 1, chunks=self.store.count())
+
+    def surrounding_text(self, source: str, start: int, end: int, chars: int = 700) -> tuple[str, int]:
+        """The document's extracted text around [start, end) with `chars` more on each side, and its offset:
+        what a reader opens to see a quote in context. The same extraction as indexing, so offsets agree;
+        if the file changed since it was indexed, only what the index holds is returned (empty)."""
+        record = self.store.documents().get(source)
+        if record is None:
+            raise DocumentError(f"No indexed document {source!r}.", 404)
+        text = _extracted_text(record.path, record.root, record.content_hash)
+        if text is None:
+            return "", start
+        lo = max(0, start - chars)
+        return text[lo : min(len(text), end + chars)], lo
 
     def chunks_by_id(self, ids: Sequence[str]) -> dict[str, Chunk]:
         return self.store.chunks_by_id(ids)
@@ -440,6 +462,22 @@ def make_chat_model(name: str, settings: Settings):
             num_predict=settings.llm_max_tokens,
         )
     raise GeneratorUnavailable(f"unknown generator {name!r}")
+
+
+@lru_cache(maxsize=16)
+def _extracted_text(path: str, root: str, content_hash: str) -> str | None:
+    """A document's extracted text, if the file still has the content that was indexed."""
+    import hashlib
+
+    from index.loaders import load_document
+    from index.types import LoadError
+
+    try:
+        if hashlib.sha256(Path(path).read_bytes()).hexdigest() != content_hash:
+            return None
+        return load_document(Path(path), Path(root)).text
+    except (OSError, LoadError):
+        return None
 
 
 _UNSAFE = re.compile(r"[^\w.\- ]+", re.UNICODE)

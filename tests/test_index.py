@@ -209,3 +209,10 @@ def test_watch_reindexes_once_files_settle_and_outlives_bad_files(small):
     finally:
         stop.set()
         thread.join(timeout=10)
+
+
+def test_surrounding_text_places_a_quote_in_its_document(small):
+    chunk = next(c for c in small.store.chunks(["notes.md"]) if "Lyon" in c.text)
+    text, start = small.surrounding_text("notes.md", chunk.start, chunk.end, chars=40)
+    assert text[chunk.start - start : chunk.end - start] == chunk.text
+    assert len(text) > len(chunk.text)

@@ -19,9 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from index.types import Chunk
 from rag.schema import Answer, Citation
-from ui.app import STRINGS, _mark_stopped, render_answer, render_card, surrounding_text
+from ui.app import STRINGS, _mark_stopped, render_answer, render_card
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -105,21 +104,6 @@ def test_source_card_marks_the_quote_and_offers_more_context() -> None:
     assert "Article &lt;b&gt;" in html and "article.txt" in html
     assert "<details><summary>Show more context</summary>" in html
     assert "Premier paragraphe" in html.split("<details>")[1]  # the neighbouring text, under the control
-
-
-def test_surrounding_text_stitches_neighbouring_chunks_by_offset() -> None:
-    bounds = [(0, 35), (36, DOCUMENT.index("\nTroisième")), (DOCUMENT.index("Troisième"), len(DOCUMENT))]
-    chunks = [Chunk("article.txt", "Article", DOCUMENT[a:b], a, b, i) for i, (a, b) in enumerate(bounds)]
-
-    class Store:
-        def chunks(self, sources=None):
-            return chunks
-
-    class Service:
-        store = Store()
-
-    text, origin = surrounding_text(Service(), _citation())  # type: ignore[arg-type]
-    assert (text, origin) == (DOCUMENT, 0)
 
 
 def test_stop_marks_an_unfinished_answer_only() -> None:

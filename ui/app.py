@@ -42,7 +42,6 @@ CARD_EXCERPT_CHARS = 220
 CARD_CONTEXT_CHARS = 700
 # How long Stop waits for the cancelled stream's last update before marking the answer as stopped.
 STOP_SETTLE_SECONDS = 0.5
-_MAX_GAP = 2  # characters between two neighbouring chunks still read as a line break
 
 # All interface text, one dict per language. Keys are the same in both; `{name}` fields are str.format'ed.
 STRINGS: dict[str, dict[str, str]] = {
@@ -505,34 +504,13 @@ def _highlight(text: str, span: tuple[int, int] | None, lo: int = 0, hi: int | N
 
 
 def surrounding_text(service: RagService, citation: Citation, chars: int = CARD_CONTEXT_CHARS) -> tuple[str, int]:
-    """The passage extended by (at least) `chars` characters of its neighbouring chunks where they exist,
-    and its document offset.
-
-    A stopgap until the service offers the document text around an offset (see the UI report): it stitches
-    the document's chunks by their offsets. Chunks end at block boundaries, so a gap of a character or two
-    between neighbours is a line break; a wider gap (text that was not indexed) stops the stitching."""
-    text, start, end = citation.text, citation.start, citation.end
+    """The passage with `chars` characters of its document on each side (from the service), and its offset."""
     try:
-        chunks = service.store.chunks(sources=[citation.source])
+        text, start = service.surrounding_text(citation.source, citation.start, citation.end, chars)
     except Exception:
-        log.exception("could not read the neighbouring chunks of %s", citation.source)
-        return text, start
-    lo, hi = max(0, start - chars), end + chars
-    grown = True
-    while grown and (start > lo or end < hi):
-        grown = False
-        for chunk in chunks:
-            if start > lo and chunk.start < start <= chunk.end + _MAX_GAP:
-                joint = (
-                    chunk.text[: start - chunk.start] if chunk.end >= start else chunk.text + "\n" * (start - chunk.end)
-                )
-                text, start, grown = joint + text, chunk.start, True
-            if end < hi and chunk.start - _MAX_GAP <= end < chunk.end:
-                joint = (
-                    chunk.text[end - chunk.start :] if chunk.start <= end else "\n" * (chunk.start - end) + chunk.text
-                )
-                text, end, grown = text + joint, chunk.end, True
-    return text, start
+        log.exception("could not read the text around %s", citation.source)
+        text, start = "", citation.start
+    return (text, start) if text else (citation.text, citation.start)
 
 
 def render_card(citation: Citation | None, lang: str, context: tuple[str, int] | None = None, key: str = "") -> str:
