@@ -135,6 +135,7 @@ class Attributor:
         self._encoder = encoder
         self._sentences = list(sentences)
         self.passages = [item.passage for item in self._sentences]
+        self._context_numbers = set().union(*(_numbers(p.text) for p in self.passages))
 
     @classmethod
     def for_passages(cls, encoder: SentenceEncoder, passages: Sequence[Passage], config=None) -> Attributor:
@@ -159,12 +160,9 @@ class Attributor:
             best = int(np.argmax(combined))
             scored.append((float(combined[best]), index, best))
         scored.sort(reverse=True)
-        numbers = _numbers(sentence)
-        if numbers:
-            # A figure the passage does not state is not supported, however close the wording.
-            scored = [s for s in scored if numbers <= _numbers(self._sentences[s[1]].passage.text)]
-            if not scored:
-                return SentenceAttribution(sentence, supported=False)
+        if not _numbers(sentence) <= self._context_numbers:
+            # A figure none of the passages states is invented, however close the wording.
+            return SentenceAttribution(sentence, supported=False)
         best_score = scored[0][0]
         if best_score < config.threshold:
             return SentenceAttribution(sentence, supported=False)

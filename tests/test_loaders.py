@@ -13,13 +13,13 @@ from conftest import RELATED, REPO
 from pypdf import PdfWriter
 from selectolax.lexbor import LexborHTMLParser
 
-from index.loaders import SUPPORTED_SUFFIXES, decode_text, load_document
+from index.loaders import decode_text, load_document
+from index.refresh import discover
 from index.types import Document, LoadError
 
 CORPUS = REPO / "corpus"
-CORPUS_FILES = sorted(
-    p for folder in (CORPUS, RELATED) if folder.is_dir() for p in folder.iterdir() if p.suffix in SUPPORTED_SUFFIXES
-)
+# The documents a refresh indexes (corpus/README.md describes the folder and is not one of them).
+CORPUS_FILES = sorted(f.path for f in discover([CORPUS, RELATED])[0])
 AI_ACT = RELATED / "eu_ai_act_2024_1689_art2_chapter_v_gpai_art113_en.html"
 CNIL = RELATED / "cnil_guide_rgpd_equipe_developpement_fr.html"
 PAPER = RELATED / "deepseek_r1_paper_en.pdf"
