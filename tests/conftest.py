@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -54,6 +55,16 @@ def embedder(models_dir: Path):
     return SentenceTransformerEmbeddings(Settings(_env_file=None, data_dir=models_dir.parent))
 
 
+def stop_process(process, timeout: float = 20) -> None:
+    """Terminate a server the tests started, and kill it if it does not stop in time."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def _free_loopback_port() -> int:
     import socket
 
@@ -66,7 +77,6 @@ def _free_loopback_port() -> int:
 def chroma_server_url(tmp_path_factory: pytest.TempPathFactory):
     """A Chroma server for tests that exercise the client/server mode: RAG_TEST_CHROMA_URL when set, otherwise
     `chroma run` on a free loopback port, stopped at the end of the session. Use a unique collection per test."""
-    import subprocess
     import sys
     import time
     import urllib.request
@@ -101,9 +111,4 @@ def chroma_server_url(tmp_path_factory: pytest.TempPathFactory):
                 time.sleep(0.2)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=10)
