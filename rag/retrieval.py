@@ -74,7 +74,7 @@ class HybridRetriever:
         """The k best passages, numbered 1..k, best first."""
         language = language or detect_language(query)
         queries = sub_queries(query)
-        vectors = np.asarray(self.embed_query_batch(queries), dtype=np.float32)
+        vectors = np.asarray([self.embed_query(q) for q in queries], dtype=np.float32)
         merged: dict[str, _Candidate] = {}
         with self.guard():
             for sub_query, vector in zip(queries, vectors, strict=True):
@@ -86,9 +86,6 @@ class HybridRetriever:
                         kept.similarity = max(kept.similarity, candidate.similarity)
         ranked = sorted(merged.values(), key=lambda c: c.fused, reverse=True)
         return to_passages(self._select(merge_neighbours(ranked), language, k))
-
-    def embed_query_batch(self, queries: list[str]) -> list[Sequence[float]]:
-        return [self.embed_query(q) for q in queries]
 
     def stored_sentences(self, passages: Sequence[Passage]) -> list[list[tuple[int, int, Sequence[float]]]]:
         """The sentence vectors the index holds for each passage, with offsets inside the passage text."""

@@ -24,7 +24,6 @@ from index.refresh import (
     documents_fingerprint,
     index_lock,
 )
-from index.types import Chunk
 from rag.lexical import LexicalIndex
 from rag.schema import Answer, StreamEvent
 from rag.settings import Settings
@@ -321,9 +320,6 @@ class RagService:
             return "", start
         lo = max(0, start - chars)
         return text[lo : min(len(text), end + chars)], lo
-
-    def chunks_by_id(self, ids: Sequence[str]) -> dict[str, Chunk]:
-        return self.store.chunks_by_id(ids)
 
     # --- answering ---------------------------------------------------------------------------------
     @property
