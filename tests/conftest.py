@@ -65,7 +65,8 @@ def stop_process(process, timeout: float = 20) -> None:
         process.wait()
 
 
-def _free_loopback_port() -> int:
+def free_loopback_port() -> int:
+    """A port on 127.0.0.1 nobody listens on, for a server a test starts."""
     import socket
 
     with socket.socket() as sock:
@@ -89,7 +90,7 @@ def chroma_server_url(tmp_path_factory: pytest.TempPathFactory):
     if not executable.exists():
         pytest.skip("the chroma CLI is not installed")
     root = tmp_path_factory.mktemp("chroma-server")
-    port = _free_loopback_port()
+    port = free_loopback_port()
     url = f"http://127.0.0.1:{port}"
     with open(root / "server.log", "wb") as log:
         process = subprocess.Popen(

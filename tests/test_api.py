@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +26,7 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import free_loopback_port
 from filelock import FileLock
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
@@ -50,12 +50,6 @@ MARKER = re.compile(r"\[(\d+)\]")
 
 
 # --- a live server ----------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @dataclass
 class LiveServer:
     mode: str
@@ -91,7 +85,7 @@ def start_server(root: Path, models_dir: Path, mode: str, chroma_url: str | None
     corpus_dir.mkdir()
     (data_dir / "models").symlink_to(models_dir, target_is_directory=True)
     (corpus_dir / ARTICLE.name).write_bytes(ARTICLE.read_bytes())
-    port, key = _free_port(), f"key-{uuid.uuid4().hex}"
+    port, key = free_loopback_port(), f"key-{uuid.uuid4().hex}"
     env = {name: value for name, value in os.environ.items() if not name.startswith("RAG_")}
     env |= {
         "RAG_DATA_DIR": str(data_dir),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO, stop_process
+from conftest import REPO, free_loopback_port, stop_process
 
 from rag.schema import Answer, Citation
 from ui.app import STRINGS, _mark_stopped, render_answer, render_card
@@ -122,12 +121,6 @@ def test_stop_marks_an_unfinished_answer_only() -> None:
 # --- in a browser --------------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _factory() -> str:
     """The real app when rag/api.py offers its factory, else the UI alone."""
     api = REPO / "rag" / "api.py"
@@ -157,7 +150,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterat
         HF_HUB_OFFLINE="1",
         TOKENIZERS_PARALLELISM="false",
     )
-    port = _free_port()
+    port = free_loopback_port()
     log = (root / "server.log").open("w")
     command = [sys.executable, "-m", "uvicorn", "--factory", _factory(), "--host", "127.0.0.1", "--port", str(port)]
     process = subprocess.Popen([*command, "--log-level", "warning"], cwd=REPO, env=env, stdout=log, stderr=log)
