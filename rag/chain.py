@@ -103,9 +103,16 @@ class AnswerChain:
             question = state["standalone"]
             sentences = build_passage_sentences(self.encoder, passages, self.retriever.stored_sentences(passages))
             question_vector = self.encoder.encode([question], "query")[0]
-            attributor = Attributor(self.encoder, sentences, self.attribution)
             request = GenerationRequest(question, language, passages, sentences, question_vector)
-            request.excerpts = select_excerpts(sentences, question_vector)
+            request.excerpts = select_excerpts(sentences, question_vector, language)
+            # Only what the generator was shown can support its answer.
+            attributor = Attributor(
+                self.encoder,
+                [sentences[p] for p in request.shown()],
+                self.attribution,
+                question=question,
+                language=language,
+            )
             streamer = CitationStreamer(attributor, refusal=REFUSALS[language], drop_unsupported=self.drop_unsupported)
             for token in generator.stream(request):
                 yield from streamer.feed(token)

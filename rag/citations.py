@@ -21,6 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from index.chunking import split_sentences
+from rag.language import CROSS_LANGUAGE_GAP, Language, detect_language
 from rag.lexical import analyze
 from rag.schema import Citation, Passage, StreamEvent
 
@@ -37,6 +38,31 @@ _REFUSAL = re.compile(
 )
 
 
+# A reporting frame ("According to the article, ...", "Le passage 2 indique que ...") says where a claim comes
+# from, not what it claims: it is left out when the claim is compared with the passages (its words and numbers
+# would only blur the comparison).
+_DOCUMENT_NOUN = (
+    r"(?:the |this |these |le |la |les |l['’]|ce |cet |cette |ces )?(?:\w+ )?"  # "the French article"
+    r"(?:article|passage|document|text|texte|extrait|source)s?(?:\s+\d+(?:\s*(?:,|and|et)\s*\d+)*)?"
+)
+_REPORTING_VERB = (
+    r"(?:states?|says?|mentions?|indicates?|explains?|shows?|notes?|reports?|"
+    r"indiquent|indique|affirment|affirme|expliquent|explique|précisent|précise|disent|dit|montrent|montre|"
+    r"mentionnent|mentionne|soulignent|souligne|citent|cite)"
+)
+_REPORTING_FRAME = re.compile(
+    rf"^\s*(?:(?:according to|as stated in|selon|d['’]après) {_DOCUMENT_NOUN}\s*,?\s*|"
+    rf"{_DOCUMENT_NOUN}\s+{_REPORTING_VERB}\s+(?:that\s+|que\s+|qu['’])?)",
+    re.IGNORECASE,
+)
+
+
+def claim_of(sentence: str) -> str:
+    """The sentence without a leading reporting frame (unchanged when it has none or is only a frame)."""
+    claim = _REPORTING_FRAME.sub("", sentence, count=1)
+    return claim[:1].upper() + claim[1:] if claim.strip() else sentence
+
+
 class SentenceEncoder(Protocol):
     def encode(self, texts: list[str], kind: str) -> np.ndarray: ...
 
@@ -49,7 +75,8 @@ class AttributionConfig:
     threshold: float = 0.785
     lexical_weight: float = 0.15  # share of token overlap in the combined score
     hint_bonus: float = 0.01  # the model's own bracket, when it names this passage
-    second_margin: float = 0.015  # a second passage is cited too when this close to the best
+    second_margin: float = 0.015  # a second passage is cited too when this close to the best...
+    second_adds: int = 2  # ...and it supports this many more of the answer's words (not the question's)
     min_words: int = 3  # shorter fragments are neither cited nor flagged
 
 
@@ -104,7 +131,8 @@ class SentenceAttribution:
     citations: list[tuple[int, int, int]] = field(default_factory=list)  # (passage index, span start, span end)
 
 
-_NUMBER = re.compile(r"\d+(?:[ \u00a0\u202f.,]\d{3})*(?:[.,]\d+)?")
+# Figures, not digits inside names: "R1", "V3", "H800" and "DeepSeek-R1" are identifiers.
+_NUMBER = re.compile(r"(?<![\w.,])(?<![^\W\d_]-)\d+(?:[ \u00a0\u202f.,]\d{3})*(?:[.,]\d+)?")
 
 
 _YEAR = re.compile(r"(19|20)\d\d")
@@ -125,54 +153,140 @@ def is_refusal(text: str) -> bool:
     return bool(_REFUSAL.search(text))
 
 
+# Long passage sentences are also compared clause by clause: an answer often restates one clause of a
+# 250-character sentence, and the whole sentence's vector dilutes it.
+_CLAUSE_BREAK = re.compile(r"\s*(?:[,;:]|\s[–—-])\s+")
+_LONG_SENTENCE = 160  # characters
+_MIN_CLAUSE = 40
+
+
+def clause_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """Clauses of a long sentence (offsets in `text`); nothing for a short one. Short pieces join the next."""
+    if end - start < _LONG_SENTENCE:
+        return []
+    spans, piece_start = [], start
+    for match in _CLAUSE_BREAK.finditer(text, start, end):
+        if match.start() - piece_start >= _MIN_CLAUSE:
+            spans.append((piece_start, match.start()))
+            piece_start = match.end()
+    if spans and end - piece_start < _MIN_CLAUSE:
+        spans[-1] = (spans[-1][0], end)
+    else:
+        spans.append((piece_start, end))
+    return spans if len(spans) > 1 else []
+
+
+@dataclass
+class _Units:
+    """What an answer sentence is compared with in one passage: its sentences and the clauses of the long ones."""
+
+    sentence_of: list[int]  # unit -> index of its sentence in the passage
+    vectors: np.ndarray
+    tokens: list[set[str]]
+    cross_language: bool
+
+
 class Attributor:
-    """Matches answer sentences to passage sentences; one instance per answer."""
+    """Matches answer sentences to passage sentences; one instance per answer. `sentences` come in the order
+    the generator was shown them, so a model's own `[n]` names the n-th.
+
+    The comparison score (embeddings + word overlap) decides whether a sentence is supported at all. Among the
+    passages that support it, the one cited is the best once the other language's handicap is added back
+    (e5 scores a translation lower than a restatement, see CROSS_LANGUAGE_GAP), and a second one is cited only
+    for words it adds that are not already in the question."""
 
     def __init__(
         self,
         encoder: SentenceEncoder,
         sentences: Sequence[PassageSentences],
         config: AttributionConfig | None = None,
+        *,
+        question: str = "",
+        language: Language | None = None,
     ):
         self.config = config or AttributionConfig()
         self._encoder = encoder
         self._sentences = list(sentences)
+        self._question_tokens = set(analyze(question))
+        self._language = language
+        self._units: list[_Units] | None = None  # built at the first sentence, not before the first token
         self.passages = [item.passage for item in self._sentences]
-        self._context_numbers = set().union(*(_numbers(p.text) for p in self.passages))
+        self._passage_numbers = [_numbers(p.text) for p in self.passages]
+        self._context_numbers = set().union(*self._passage_numbers)
 
     @classmethod
     def for_passages(cls, encoder: SentenceEncoder, passages: Sequence[Passage], config=None) -> Attributor:
         return cls(encoder, build_passage_sentences(encoder, passages), config)
 
+    def _comparison_units(self) -> list[_Units]:
+        if self._units is None:
+            clauses = [
+                [(i, span) for i, (s, e) in enumerate(item.spans) for span in clause_spans(item.passage.text, s, e)]
+                for item in self._sentences
+            ]
+            texts = [
+                item.passage.text[s:e]
+                for item, found in zip(self._sentences, clauses, strict=True)
+                for _, (s, e) in found
+            ]
+            fresh = iter(self._encoder.encode(texts, "passage")) if texts else iter(())
+            self._units = []
+            for item, found in zip(self._sentences, clauses, strict=True):
+                rows = [next(fresh) for _ in found]
+                language = item.passage.language or detect_language(item.passage.text)
+                self._units.append(
+                    _Units(
+                        sentence_of=[*range(len(item.spans)), *(i for i, _ in found)],
+                        vectors=np.vstack([item.vectors, *rows]) if rows else item.vectors,
+                        tokens=[*item.tokens, *(set(analyze(item.passage.text[s:e])) for _, (s, e) in found)],
+                        cross_language=self._language is not None and language != self._language,
+                    )
+                )
+        return self._units
+
     def attribute(self, sentence: str, hinted: set[int] = frozenset()) -> SentenceAttribution:
         """Which passages (and which of their sentences) support `sentence`."""
         config = self.config
-        words = analyze(sentence)
-        if len(sentence.split()) < config.min_words or not words or not self._sentences:
+        claim = claim_of(sentence)
+        words = analyze(claim)
+        if len(claim.split()) < config.min_words or not words or not self._sentences:
             return SentenceAttribution(sentence, supported=True)
-        # Both sides as passages: a claim and the sentence that states it are alike, not question and answer.
-        vector = self._encoder.encode([sentence], "passage")[0]
-        answer_tokens = set(words)
-        scored: list[tuple[float, int, int]] = []  # (score, passage index, sentence index)
-        for index, item in enumerate(self._sentences):
-            similarity = item.vectors @ vector
-            overlap = np.array([len(answer_tokens & t) / len(answer_tokens) for t in item.tokens])
-            combined = (1 - config.lexical_weight) * similarity + config.lexical_weight * overlap
-            if item.passage.n in hinted:
-                combined = combined + config.hint_bonus
-            best = int(np.argmax(combined))
-            scored.append((float(combined[best]), index, best))
-        scored.sort(reverse=True)
-        if not {n for n in _numbers(sentence) if not _YEAR.fullmatch(n)} <= self._context_numbers:
+        figures = {n for n in _numbers(claim) if not _YEAR.fullmatch(n)}
+        if not figures <= self._context_numbers:
             # A figure none of the passages states is invented, however close the wording. Years are let
             # through: dating a passage's event from another passage is the model's most common inference.
             return SentenceAttribution(sentence, supported=False)
-        best_score = scored[0][0]
-        if best_score < config.threshold:
+        # A figure is cited to a passage that states it, when one does: "2.788M GPU hours" is not supported by
+        # a sentence on "2.664M GPU hours", however alike the two read to the embeddings.
+        stating = {i for i, numbers in enumerate(self._passage_numbers) if figures <= numbers} if figures else set()
+        # Both sides as passages: a claim and the sentence that states it are alike, not question and answer.
+        vector = self._encoder.encode([claim], "passage")[0]
+        answer_tokens = set(words)
+        scored: list[tuple[float, float, int, int]] = []  # (ranking score, score, passage index, unit index)
+        for index, units in enumerate(self._comparison_units()):
+            if stating and index not in stating:
+                continue
+            similarity = units.vectors @ vector
+            overlap = np.array([len(answer_tokens & t) / len(answer_tokens) for t in units.tokens])
+            combined = (1 - config.lexical_weight) * similarity + config.lexical_weight * overlap
+            if index + 1 in hinted:  # the model's numbers are positions in the prompt
+                combined = combined + config.hint_bonus
+            best = int(np.argmax(combined))
+            handicap = (1 - config.lexical_weight) * CROSS_LANGUAGE_GAP if units.cross_language else 0.0
+            scored.append((float(combined[best]) + handicap, float(combined[best]), index, best))
+        supporting = sorted((s for s in scored if s[1] >= config.threshold), reverse=True)
+        if not supporting:
             return SentenceAttribution(sentence, supported=False)
-        chosen = [s for s in scored[:2] if s[0] >= max(config.threshold, best_score - config.second_margin)]
+        chosen = supporting[:1]
+        if len(supporting) > 1 and supporting[1][0] >= supporting[0][0] - config.second_margin:
+            # A second passage is cited only for what it adds: two passages stating the same fact would make
+            # one of them a citation the reader checks for nothing. The question's own words add nothing.
+            first, second = (self._units[i].tokens[u] for _, _, i, u in supporting[:2])
+            if len((answer_tokens - self._question_tokens) & (second - first)) >= config.second_adds:
+                chosen.append(supporting[1])
         citations = []
-        for _, index, sentence_index in chosen:
+        for _, _, index, unit in chosen:
+            sentence_index = self._units[index].sentence_of[unit]
             start, end = self._sentences[index].spans[sentence_index]
             citations.append((index, start, end))
         return SentenceAttribution(sentence, supported=True, citations=citations)

@@ -225,6 +225,7 @@ def to_passages(candidates: list[_Candidate]) -> list[Passage]:
             score=round(c.fused, 6),
             chunk_ids=list(c.chunk_ids) or [c.chunk.id],
             similarity=round(c.similarity, 4),
+            language=c.chunk.language,
         )
         for n, c in enumerate(candidates, start=1)
     ]

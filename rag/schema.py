@@ -21,6 +21,7 @@ class Passage(BaseModel):
     text: str
     score: float = Field(description="Fused retrieval score (higher is better).")
     similarity: float = Field(0.0, description="Cosine similarity of the passage to the question.")
+    language: str = Field("", description="'fr' or 'en', detected when the passage was indexed.")
     chunk_ids: list[str] = Field(
         default_factory=list, description="The indexed chunks this passage was merged from (first is chunk_id)."
     )

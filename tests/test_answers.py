@@ -101,8 +101,9 @@ def test_injected_instructions_never_reach_the_prompt(article_service):
 
     answer = article_service.chain.stream("Où et quand le projet Zéphyr a-t-il été lancé ?", k=5, generator=Recorder())
     final = next(e for e in answer if e.type == "final").answer
-    assert any(p.source == "note_interne.md" for p in final.passages)
-    assert not any("PWNED" in excerpt for excerpt in seen["excerpts"])
+    shown = [final.passages[excerpt.index].source for excerpt in seen["excerpts"]]
+    assert "note_interne.md" in shown  # the planted document is shown...
+    assert not any("PWNED" in excerpt.text for excerpt in seen["excerpts"])  # ...without its instruction
     assert final.citations
 
 

@@ -6,8 +6,16 @@ import pytest
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
-from rag.citations import Attributor, CitationStreamer, attribute_answer, build_passage_sentences, strip_markers
-from rag.generation import ChatGenerator, GenerationRequest
+from rag.citations import (
+    Attributor,
+    CitationStreamer,
+    attribute_answer,
+    build_passage_sentences,
+    claim_of,
+    clause_spans,
+    strip_markers,
+)
+from rag.generation import ChatGenerator, Excerpt, GenerationRequest
 from rag.schema import Passage
 
 ITALY = (
@@ -42,7 +50,7 @@ def run_fake_model(answer: str, passages, embedder, drop_unsupported: bool = Fal
     generator = ChatGenerator("fake", GenericFakeChatModel(messages=iter([AIMessage(content=answer)])))
     sentences = build_passage_sentences(embedder, passages)
     request = GenerationRequest("q", "fr", passages, sentences, embedder.encode(["q"], "query")[0], excerpts=[])
-    request.excerpts = [p.text for p in passages]
+    request.excerpts = [Excerpt(i, p.text) for i, p in enumerate(passages)]
     streamer = CitationStreamer(Attributor(embedder, sentences), refusal=REFUSAL, drop_unsupported=drop_unsupported)
     events = []
     for token in generator.stream(request):
@@ -145,3 +153,71 @@ def test_a_figure_the_passage_does_not_state_is_not_supported(passages, embedder
     right = attributor.attribute("L'Italie a interdit DeepSeek le 30 janvier pour des raisons de transfert de données.")
     assert not wrong.supported
     assert right.supported and right.citations
+
+
+def test_reporting_frame_is_not_part_of_the_claim(passages, embedder):
+    """ "The article states that..." says where a claim comes from; the claim alone is compared."""
+    assert claim_of("According to the French article, R1 beat o1.") == "R1 beat o1."
+    assert claim_of("Les passages 1 et 2 montrent que Washington enquête.") == "Washington enquête."
+    assert claim_of("Source code is released under MIT.") == "Source code is released under MIT."
+    attributor = Attributor.for_passages(embedder, passages)
+    framed = attributor.attribute("Le passage 3 indique que les services d'inférence tournent sur des GPU H800.")
+    assert framed.supported and [index for index, _, _ in framed.citations] == [2]
+
+
+def test_a_second_passage_saying_the_same_thing_is_not_cited(embedder):
+    readme = passage(1, "This code repository and the model weights are licensed under the MIT License.", "r1.md")
+    wiki = passage(2, "In January 2025, DeepSeek released the DeepSeek-R1 model under the MIT License.", "wiki.md")
+    attributor = Attributor(
+        embedder,
+        build_passage_sentences(embedder, [readme, wiki]),
+        question="Under which licence are the DeepSeek-R1 code repository and model weights released?",
+    )
+    result = attributor.attribute("The DeepSeek-R1 code repository and weights are released under the MIT License.")
+    assert result.supported and [index for index, _, _ in result.citations] == [0]
+
+
+def test_a_long_sentence_supports_a_restated_clause_across_languages(embedder):
+    """The claim restates one clause of a long French sentence; an English sentence of the same shape (a date,
+    DeepSeek, an event) must not win the citation."""
+    article = passage(
+        1,
+        "Un défi plus urgent est la protection des données et en particulier le règlement général sur la "
+        "protection des données (RGPD) de l'Union européenne (UE), comme l'illustre l'interdiction de DeepSeek "
+        "par l'Italie le 30 janvier pour des raisons de transfert de données.",
+        "article.txt",
+    ).model_copy(update={"language": "fr"})
+    wiki = passage(2, "On 21 August 2025, DeepSeek released DeepSeek V3.1 under the MIT License.", "wiki.md")
+    wiki = wiki.model_copy(update={"language": "en"})
+    attributor = Attributor(embedder, build_passage_sentences(embedder, [article, wiki]), language="en")
+    result = attributor.attribute("Italy banned DeepSeek on January 30, 2025, due to concerns about data transfer.")
+    assert result.supported and [index for index, _, _ in result.citations] == [0]
+
+
+def test_clauses_only_for_long_sentences():
+    short = "DeepSeek, a Chinese start-up, released R1."
+    assert clause_spans(short, 0, len(short)) == []
+    long = (
+        "Un défi plus urgent est la protection des données et en particulier le règlement général sur la "
+        "protection des données (RGPD) de l'Union européenne (UE), comme l'illustre l'interdiction de DeepSeek "
+        "par l'Italie le 30 janvier pour des raisons de transfert de données."
+    )
+    pieces = [long[s:e] for s, e in clause_spans(long, 0, len(long))]
+    assert len(pieces) == 2 and pieces[1].startswith("comme l'illustre")
+
+
+def test_a_figure_is_cited_to_the_passage_that_states_it(embedder):
+    full = passage(
+        1,
+        "Despite its excellent performance, DeepSeek-V3 requires only 2.788M H800 GPU hours for its full training.",
+        "v3.md",
+    )
+    pre = passage(
+        2,
+        "At an economical cost of only 2.664M H800 GPU hours, we complete the pre-training of DeepSeek-V3 on 14.8T "
+        "tokens, producing the currently strongest open-source base model.",
+        "v3.md",
+    )
+    attributor = Attributor(embedder, build_passage_sentences(embedder, [pre, full]), language="fr")
+    result = attributor.attribute("L'entraînement complet a demandé 2.788M heures GPU H800.")
+    assert result.supported and [index for index, _, _ in result.citations] == [1]
