@@ -7,6 +7,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 
+import numpy as np
 from langchain_core.runnables import RunnableLambda, RunnablePassthrough
 
 from rag.citations import AttributionConfig, Attributor, CitationStreamer, SentenceEncoder, build_passage_sentences
@@ -102,7 +103,8 @@ class AnswerChain:
         else:
             question = state["standalone"]
             sentences = build_passage_sentences(self.encoder, passages, self.retriever.stored_sentences(passages))
-            question_vector = self.encoder.encode([question], "query")[0]
+            # The retriever embedded this question a moment ago: the embedder gives it back from its cache.
+            question_vector = np.asarray(self.retriever.embed_query(question), dtype=np.float32)
             request = GenerationRequest(question, language, passages, sentences, question_vector)
             request.excerpts = select_excerpts(sentences, question_vector, language)
             # Only what the generator was shown can support its answer.

@@ -57,6 +57,16 @@ _REPORTING_FRAME = re.compile(
 )
 
 
+# Words about the documents and their wording, not about what they say ("which expression does the article use
+# to describe..."): they are not claims a passage has to contain.
+_FRAME_WORDS = frozenset(
+    analyze(
+        "article articles passage document texte text extrait source auteur author expression terme term mot word "
+        "phrase décrire describe dire say mentionner mention selon according"
+    )
+)
+
+
 def claim_of(sentence: str) -> str:
     """The sentence without a leading reporting frame (unchanged when it has none or is only a frame)."""
     claim = _REPORTING_FRAME.sub("", sentence, count=1)
@@ -78,6 +88,8 @@ class AttributionConfig:
     second_margin: float = 0.015  # a second passage is cited too when this close to the best...
     second_adds: int = 2  # ...and it supports this many more of the answer's words (not the question's)
     min_words: int = 3  # shorter fragments are neither cited nor flagged
+    echo_min_terms: int = 3  # a claim restating this many of the question's terms...
+    echo_found: float = 0.5  # ...needs this share of them in a same-language passage that supports it
 
 
 @dataclass
@@ -184,6 +196,7 @@ class _Units:
     vectors: np.ndarray
     tokens: list[set[str]]
     cross_language: bool
+    passage_tokens: set[str]
 
 
 class Attributor:
@@ -240,6 +253,7 @@ class Attributor:
                         vectors=np.vstack([item.vectors, *rows]) if rows else item.vectors,
                         tokens=[*item.tokens, *(set(analyze(item.passage.text[s:e])) for _, (s, e) in found)],
                         cross_language=self._language is not None and language != self._language,
+                        passage_tokens=set().union(*item.tokens),
                     )
                 )
         return self._units
@@ -274,7 +288,24 @@ class Attributor:
             best = int(np.argmax(combined))
             handicap = (1 - config.lexical_weight) * CROSS_LANGUAGE_GAP if units.cross_language else 0.0
             scored.append((float(combined[best]) + handicap, float(combined[best]), index, best))
-        supporting = sorted((s for s in scored if s[1] >= config.threshold), reverse=True)
+        # The question's own terms, restated in the claim, must be in the passage too (same language: across
+        # languages words cannot be compared): "the intelligence law obliges DeepSeek to cooperate with the
+        # State" reads close to a passage on DeepSeek obeying Chinese security laws, yet only the question
+        # spoke of an intelligence law.
+        echoed = (answer_tokens & self._question_tokens) - _FRAME_WORDS
+        supporting = sorted(
+            (
+                s
+                for s in scored
+                if s[1] >= config.threshold
+                and (
+                    len(echoed) < config.echo_min_terms
+                    or self._units[s[2]].cross_language
+                    or len(echoed & self._units[s[2]].passage_tokens) >= config.echo_found * len(echoed)
+                )
+            ),
+            reverse=True,
+        )
         if not supporting:
             return SentenceAttribution(sentence, supported=False)
         chosen = supporting[:1]

@@ -17,6 +17,7 @@ import shutil
 import struct
 import tempfile
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -518,6 +519,9 @@ def _quiet_weight_loading() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+_RECENT_QUERIES = 64
+
+
 class SentenceTransformerEmbeddings(Embeddings):
     """LangChain embeddings over sentence-transformers, with e5's query/passage prompts applied.
 
@@ -536,6 +540,8 @@ class SentenceTransformerEmbeddings(Embeddings):
         self._model: SentenceTransformer | None = None
         self._prompts: dict[Kind, str | None] = {}
         self._texts_embedded = 0
+        # The last questions' vectors: retrieval and the answer chain both need the question's, once is enough.
+        self._recent_queries: OrderedDict[str, np.ndarray] = OrderedDict()
 
     @property
     def bundled(self) -> bool:
@@ -618,4 +624,18 @@ class SentenceTransformerEmbeddings(Embeddings):
         return self.encode(texts, "passage").tolist()
 
     def embed_query(self, text: str) -> list[float]:
-        return self.encode([text], "query")[0].tolist()
+        return self.query_vector(text).tolist()
+
+    def query_vector(self, text: str) -> np.ndarray:
+        """A question's vector, from the small cache of recent questions when it was just embedded."""
+        with self._lock:
+            cached = self._recent_queries.get(text)
+            if cached is not None:
+                self._recent_queries.move_to_end(text)
+                return cached
+        vector = self.encode([text], "query")[0]
+        with self._lock:
+            self._recent_queries[text] = vector
+            while len(self._recent_queries) > _RECENT_QUERIES:
+                self._recent_queries.popitem(last=False)
+        return vector

@@ -155,12 +155,20 @@ def select_excerpts(
     return excerpts
 
 
+def short_title(title: str, limit: int = 60) -> str:
+    """A title cut at a word before `limit` characters: legal titles run to 130 characters, 40 prompt tokens
+    per passage that tell a small model nothing the first words don't."""
+    if len(title) <= limit:
+        return title
+    return title[:limit].rsplit(" ", 1)[0].rstrip(" ,;:-(") + "…"
+
+
 def format_context(passages: Sequence[Passage], excerpts: Sequence[Excerpt]) -> str:
     """Numbered in prompt order: the numbers a model writes are then read as positions (see Attributor)."""
     lines = []
     for label, excerpt in enumerate(excerpts, start=1):
         p = passages[excerpt.index]
-        lines.append(f"[{label}] ({p.title}{f', p. {p.page}' if p.page else ''}) {excerpt.text}")
+        lines.append(f"[{label}] ({short_title(p.title)}{f', p. {p.page}' if p.page else ''}) {excerpt.text}")
     return "\n".join(lines)
 
 

@@ -7,6 +7,7 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
 from rag.citations import (
+    AttributionConfig,
     Attributor,
     CitationStreamer,
     attribute_answer,
@@ -221,3 +222,30 @@ def test_a_figure_is_cited_to_the_passage_that_states_it(embedder):
     attributor = Attributor(embedder, build_passage_sentences(embedder, [pre, full]), language="fr")
     result = attributor.attribute("L'entraînement complet a demandé 2.788M heures GPU H800.")
     assert result.supported and [index for index, _, _ in result.citations] == [1]
+
+
+def test_a_claim_restating_the_question_needs_its_terms_in_the_passage(embedder):
+    """On topic is not enough: only the question spoke of an intelligence law and of cooperating."""
+    laws = passage(
+        1,
+        "De plus, DeepSeek — comme toute entreprise chinoise d'IA — doit certainement se conformer aux lois et "
+        "réglementations strictes de Pékin en matière de sécurité nationale.",
+        "article.txt",
+    ).model_copy(update={"language": "fr"})
+    question = (
+        "Quel article de la loi chinoise sur le renseignement oblige les entreprises comme DeepSeek à coopérer "
+        "avec les services de l'État ?"
+    )
+    attributor = Attributor(embedder, build_passage_sentences(embedder, [laws]), question=question, language="fr")
+    echo = "La loi chinoise sur le renseignement oblige les entreprises comme DeepSeek à coopérer avec l'État."
+    assert not attributor.attribute(echo).supported
+    assert attributor.attribute("DeepSeek doit se conformer aux lois de Pékin sur la sécurité nationale.").supported
+    # the check, not the embeddings, is what refuses the echo
+    lenient = Attributor(
+        embedder,
+        build_passage_sentences(embedder, [laws]),
+        AttributionConfig(echo_min_terms=99),
+        question=question,
+        language="fr",
+    )
+    assert lenient.attribute(echo).supported

@@ -259,3 +259,13 @@ def test_loads_offline_in_a_fresh_process(
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"lazy": True, "dim": 384, "offline": "1"}
+
+
+def test_a_question_is_embedded_once_for_retrieval_and_answer(embeddings: SentenceTransformerEmbeddings) -> None:
+    before = embeddings.texts_embedded
+    first = embeddings.embed_query("Pourquoi l'Italie a-t-elle interdit DeepSeek ?")
+    again = embeddings.query_vector("Pourquoi l'Italie a-t-elle interdit DeepSeek ?")
+    assert embeddings.texts_embedded == before + 1
+    assert np.allclose(first, again)
+    embeddings.embed_query("Why did Italy ban DeepSeek?")
+    assert embeddings.texts_embedded == before + 2
