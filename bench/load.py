@@ -19,9 +19,7 @@ import ipaddress
 import json
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +33,10 @@ from urllib.parse import urlparse
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from rag import launch  # noqa: E402
+
 QUESTIONS = [
     "Quand DeepSeek a-t-il été lancé ?",
     "When was DeepSeek launched?",
@@ -111,12 +113,6 @@ def require_loopback(url: str) -> None:
         raise SystemExit(f"refusing to load {url}: this bench only targets loopback addresses")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def local_server(models_dir: Path | None, ready_timeout: float, keep_log: Path | None) -> Iterator[tuple[str, str]]:
     """`rag serve` (extractive generator, API key set) on a copy of corpus/ in a temporary folder."""
@@ -126,47 +122,36 @@ def local_server(models_dir: Path | None, ready_timeout: float, keep_log: Path |
     shutil.copytree(REPO / "corpus", corpus_dir)
     if models_dir and models_dir.is_dir():
         (data_dir / "models").symlink_to(models_dir.resolve(), target_is_directory=True)
-    port, key = free_port(), uuid.uuid4().hex
-    env = {name: value for name, value in os.environ.items() if not name.startswith("RAG_")}
-    env |= {
-        "RAG_DATA_DIR": str(data_dir),
-        "RAG_CORPUS_DIR": str(corpus_dir),
-        "RAG_GENERATOR": "extractive",
-        "RAG_API_KEY": key,
-        "PYTHONPATH": str(REPO),
-    }
-    log_path = root / "server.log"
-    command = [sys.executable, "-m", "rag.cli", "-v", "serve", "--host", "127.0.0.1", "--port", str(port), "--no-ui"]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    key = uuid.uuid4().hex
+    env = launch.child_env(
+        {
+            "RAG_DATA_DIR": str(data_dir),
+            "RAG_CORPUS_DIR": str(corpus_dir),
+            "RAG_GENERATOR": "extractive",
+            "RAG_API_KEY": key,
+            "PYTHONPATH": str(REPO),
+        }
+    )
+    started = time.monotonic()
+    server = None
     try:
-        started = time.monotonic()
-        with httpx.Client(base_url=url, timeout=5) as client:
-            while True:
-                if process.poll() is not None:
-                    raise SystemExit(f"the server exited:\n{log_path.read_text()[-3000:]}")
-                try:
-                    if client.get("/readyz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() - started > ready_timeout:
-                    raise SystemExit(
-                        f"the server was not ready in {ready_timeout:.0f} s:\n{log_path.read_text()[-3000:]}"
-                    )
-                time.sleep(0.5)
-        print(f"server ready in {time.monotonic() - started:.1f} s at {url}", file=sys.stderr)
-        yield url, key
+        server = launch.start_server(
+            lambda port: launch.rag_serve_command(port, "--no-ui"),
+            ready_path="/readyz",
+            log_path=root / "server.log",
+            cwd=root,
+            env=env,
+            timeout=ready_timeout,
+        )
+        print(f"server ready in {time.monotonic() - started:.1f} s at {server.url}", file=sys.stderr)
+        yield server.url, key
+    except launch.ServerNotReady as exc:
+        raise SystemExit(str(exc)) from exc
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if keep_log:
-            shutil.copyfile(log_path, keep_log)
+        if server:
+            server.stop()
+        if keep_log and (root / "server.log").exists():
+            shutil.copyfile(root / "server.log", keep_log)
         shutil.rmtree(root, ignore_errors=True)
 
 

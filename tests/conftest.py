@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -55,32 +54,13 @@ def embedder(models_dir: Path):
     return SentenceTransformerEmbeddings(Settings(_env_file=None, data_dir=models_dir.parent))
 
 
-def stop_process(process, timeout: float = 20) -> None:
-    """Terminate a server the tests started, and kill it if it does not stop in time."""
-    process.terminate()
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def free_loopback_port() -> int:
-    """A port on 127.0.0.1 nobody listens on, for a server a test starts."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def chroma_server_url(tmp_path_factory: pytest.TempPathFactory):
     """A Chroma server for tests that exercise the client/server mode: RAG_TEST_CHROMA_URL when set, otherwise
     `chroma run` on a free loopback port, stopped at the end of the session. Use a unique collection per test."""
     import sys
-    import time
-    import urllib.request
+
+    from rag.launch import ServerNotReady, start_server
 
     given = os.environ.get("RAG_TEST_CHROMA_URL")
     if given:
@@ -90,26 +70,17 @@ def chroma_server_url(tmp_path_factory: pytest.TempPathFactory):
     if not executable.exists():
         pytest.skip("the chroma CLI is not installed")
     root = tmp_path_factory.mktemp("chroma-server")
-    port = free_loopback_port()
-    url = f"http://127.0.0.1:{port}"
-    with open(root / "server.log", "wb") as log:
-        process = subprocess.Popen(
-            [str(executable), "run", "--path", str(root / "db"), "--host", "127.0.0.1", "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    db = str(root / "db")
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"chroma run exited with {process.returncode}: {(root / 'server.log').read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("chroma run did not answer within 60 s")
-                time.sleep(0.2)
-        yield url
+        server = start_server(
+            lambda port: [str(executable), "run", "--path", db, "--host", "127.0.0.1", "--port", str(port)],
+            ready_path="/api/v2/heartbeat",
+            log_path=root / "server.log",
+            timeout=60,
+        )
+    except ServerNotReady as exc:
+        pytest.fail(f"chroma run: {exc}")
+    try:
+        yield server.url
     finally:
-        stop_process(process, timeout=10)
+        server.stop(timeout=10)

@@ -11,12 +11,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import re
-import subprocess
 import sys
 import threading
-import time
 import types
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,14 +23,15 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import free_loopback_port
 from filelock import FileLock
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import PrivateAttr
 
+from rag import launch
 from rag.api import create_app
+from rag.launch import ChildServer
 from rag.schema import Answer
 from rag.service import RagService
 
@@ -53,13 +51,15 @@ MARKER = re.compile(r"\[(\d+)\]")
 @dataclass
 class LiveServer:
     mode: str
-    url: str
     key: str
     root: Path
     data_dir: Path
     corpus_dir: Path
-    log_path: Path
-    process: subprocess.Popen
+    child: ChildServer
+
+    @property
+    def url(self) -> str:
+        return self.child.url
 
     def client(self, *, key: str | None = "default", timeout: float = 180) -> httpx.Client:
         token = self.key if key == "default" else key
@@ -67,15 +67,10 @@ class LiveServer:
         return httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
 
     def log_tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
+        return self.child.log_tail()
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        self.child.stop()
 
 
 def start_server(root: Path, models_dir: Path, mode: str, chroma_url: str | None) -> LiveServer:
@@ -85,9 +80,8 @@ def start_server(root: Path, models_dir: Path, mode: str, chroma_url: str | None
     corpus_dir.mkdir()
     (data_dir / "models").symlink_to(models_dir, target_is_directory=True)
     (corpus_dir / ARTICLE.name).write_bytes(ARTICLE.read_bytes())
-    port, key = free_loopback_port(), f"key-{uuid.uuid4().hex}"
-    env = {name: value for name, value in os.environ.items() if not name.startswith("RAG_")}
-    env |= {
+    key = f"key-{uuid.uuid4().hex}"
+    env = {
         "RAG_DATA_DIR": str(data_dir),
         "RAG_CORPUS_DIR": str(corpus_dir),
         "RAG_GENERATOR": "extractive",
@@ -98,25 +92,17 @@ def start_server(root: Path, models_dir: Path, mode: str, chroma_url: str | None
     }
     if chroma_url:
         env["RAG_CHROMA_URL"] = chroma_url
-    log_path = root / "server.log"
-    command = [sys.executable, "-m", "rag.cli", "-v", "serve", "--host", "127.0.0.1", "--port", str(port), "--no-ui"]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-    server = LiveServer(mode, f"http://127.0.0.1:{port}", key, root, data_dir, corpus_dir, log_path, process)
-    deadline = time.monotonic() + 400
-    with httpx.Client(base_url=server.url, timeout=5) as client:
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"the server exited with {process.returncode}:\n{server.log_tail()}")
-            try:
-                if client.get("/readyz").status_code == 200:
-                    return server
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                server.stop()
-                pytest.fail(f"the server was not ready within 400 s:\n{server.log_tail()}")
-            time.sleep(0.5)
+    try:
+        child = launch.start_server(
+            lambda port: launch.rag_serve_command(port, "--no-ui"),
+            ready_path="/readyz",
+            log_path=root / "server.log",
+            cwd=root,
+            env=launch.child_env(env),
+        )
+    except launch.ServerNotReady as exc:
+        pytest.fail(str(exc))
+    return LiveServer(mode, key, root, data_dir, corpus_dir, child)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -262,10 +263,11 @@ def test_loads_offline_in_a_fresh_process(
 
 
 def test_a_question_is_embedded_once_for_retrieval_and_answer(embeddings: SentenceTransformerEmbeddings) -> None:
+    question = f"Pourquoi l'Italie a-t-elle interdit DeepSeek le {uuid.uuid4().hex} ?"  # not asked before
     before = embeddings.texts_embedded
-    first = embeddings.embed_query("Pourquoi l'Italie a-t-elle interdit DeepSeek ?")
-    again = embeddings.query_vector("Pourquoi l'Italie a-t-elle interdit DeepSeek ?")
+    first = embeddings.embed_query(question)
+    again = embeddings.query_vector(question)
     assert embeddings.texts_embedded == before + 1
     assert np.allclose(first, again)
-    embeddings.embed_query("Why did Italy ban DeepSeek?")
+    embeddings.embed_query(f"Why did Italy ban DeepSeek on {uuid.uuid4().hex}?")
     assert embeddings.texts_embedded == before + 2

@@ -7,18 +7,15 @@ indexes the corpus, which also exercises the first-start progress status. Screen
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO, free_loopback_port, stop_process
+from conftest import REPO
 
+from rag import launch
 from rag.schema import Answer, Citation
 from ui.app import STRINGS, _mark_stopped, render_answer, render_card
 
@@ -139,38 +136,43 @@ def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterat
     corpus.mkdir()
     shutil.copy(REPO / "corpus" / "deepseek_article_fr.txt", corpus)
     (data / "models").symlink_to(models_dir, target_is_directory=True)
-    env = {
-        key: value for key, value in os.environ.items() if not key.startswith("RAG_") and not key.startswith("GRADIO_")
-    }
-    env.update(
-        RAG_DATA_DIR=str(data),
-        RAG_CORPUS_DIR=str(corpus),
-        RAG_GENERATOR="extractive",
-        GRADIO_ANALYTICS_ENABLED="False",
-        HF_HUB_OFFLINE="1",
-        TOKENIZERS_PARALLELISM="false",
+    env = launch.child_env(
+        {
+            "RAG_DATA_DIR": str(data),
+            "RAG_CORPUS_DIR": str(corpus),
+            "RAG_GENERATOR": "extractive",
+            "GRADIO_ANALYTICS_ENABLED": "False",
+            "HF_HUB_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+        },
+        drop_prefixes=("RAG_", "GRADIO_"),
     )
-    port = free_loopback_port()
-    log = (root / "server.log").open("w")
-    command = [sys.executable, "-m", "uvicorn", "--factory", _factory(), "--host", "127.0.0.1", "--port", str(port)]
-    process = subprocess.Popen([*command, "--log-level", "warning"], cwd=REPO, env=env, stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}/"
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        _factory(),
+        "--host",
+        "127.0.0.1",
+        "--log-level",
+        "warning",
+    ]
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the UI server did not start:\n{(root / 'server.log').read_text()}")
-            time.sleep(0.5)
-        yield url
+        child = launch.start_server(
+            lambda port: [*command, "--port", str(port)],
+            ready_path="/",
+            log_path=root / "server.log",
+            cwd=REPO,
+            env=env,
+            timeout=120,
+        )
+    except launch.ServerNotReady as exc:
+        raise RuntimeError(f"the UI server did not start: {exc}") from exc
+    try:
+        yield child.url + "/"
     finally:
-        stop_process(process)
-        log.close()
+        child.stop()
 
 
 @pytest.fixture(scope="module")

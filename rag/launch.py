@@ -1,0 +1,96 @@
+"""Run a server as a child process on a free loopback port and wait until it answers.
+
+One helper for everything that needs a live server it started itself: the API and UI tests, the Chroma server
+fixture, the load bench, or a script that embeds the service. Loopback only: nothing here listens elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ServerNotReady(RuntimeError):
+    """The child exited or did not answer in time; the message ends with the tail of its log."""
+
+
+def free_loopback_port() -> int:
+    """A port on 127.0.0.1 nobody listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 20) -> None:
+    """Terminate, and kill if it does not stop in time."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def child_env(overrides: Mapping[str, str], drop_prefixes: Sequence[str] = ("RAG_",)) -> dict[str, str]:
+    """This process's environment without settings that would leak into the child, plus `overrides`."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith(tuple(drop_prefixes))}
+    return env | dict(overrides)
+
+
+def rag_serve_command(port: int, *options: str) -> list[str]:
+    """`rag serve` on 127.0.0.1:`port`, with this interpreter (so it runs from a venv without activating it)."""
+    return [sys.executable, "-m", "rag.cli", "-v", "serve", "--host", "127.0.0.1", "--port", str(port), *options]
+
+
+@dataclass
+class ChildServer:
+    url: str  # http://127.0.0.1:port, no trailing slash
+    process: subprocess.Popen
+    log_path: Path
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def stop(self, timeout: float = 20) -> None:
+        stop_process(self.process, timeout)
+
+
+def start_server(
+    command: Callable[[int], list[str]],
+    *,
+    ready_path: str,
+    log_path: Path,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 400,
+) -> ChildServer:
+    """Start `command(port)` on a free loopback port; return once GET `ready_path` answers 200.
+
+    Raises ServerNotReady (after stopping the child) when it exits or does not answer within `timeout` seconds.
+    """
+    port = free_loopback_port()
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command(port), cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = ChildServer(f"http://127.0.0.1:{port}", process, log_path)
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise ServerNotReady(f"the server exited with {process.returncode}:\n{server.log_tail()}")
+        try:
+            with urllib.request.urlopen(server.url + ready_path, timeout=2) as response:
+                if response.status == 200:
+                    return server
+        except (OSError, urllib.error.URLError):
+            pass
+        if time.monotonic() > deadline:
+            server.stop()
+            raise ServerNotReady(f"the server did not answer within {timeout:.0f} s:\n{server.log_tail()}")
+        time.sleep(0.3)
