@@ -209,6 +209,12 @@ class ChatGenerator:
         with contextlib.closing(tokens):
             yield from until_repetition(tokens)
 
+    def warm_prefix(self) -> None:
+        """Evaluate the fixed system prompt once (one generated token), so that even the first question only
+        pays for its own tokens: worth it for a local model, whose KV cache of that prefix is then reused."""
+        prompt = self.chain.first.invoke({"context": "[1] …", "question": "…", "answer_in": _ANSWER_IN["en"]})
+        self.chat_model.invoke(prompt, max_tokens=1)
+
     def rewrite(self, question: str, history: Sequence[dict], language: Language) -> str:
         """A follow-up made standalone from the conversation (only called when it leans on it)."""
         turns = "\n".join(f"{m['role']}: {m['content'][:400]}" for m in history[-4:])

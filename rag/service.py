@@ -412,13 +412,17 @@ class RagService:
 
     def warm_up(self, on_progress: Callable[[str], None] | None = None) -> None:
         """Load everything a first question needs, so that question is not the one that waits."""
+        from rag.generation import ChatGenerator
+
         report = on_progress or (lambda message: None)
         report("loading the embedding model")
         self.embedder.embed_query("warm up")
         report("opening the index")
         self.lexical()
         report(f"loading the {self.settings.generator} generator")
-        self.generator()
+        generator, _ = self.generator()
+        if self.settings.generator == "local" and isinstance(generator, ChatGenerator):
+            generator.warm_prefix()
         report("ready")
 
 

@@ -316,3 +316,26 @@ def test_token_counts(local_model: llm_local.LlamaCppChatModel) -> None:
     # <|im_start|>system\nSois bref.<|im_end|>\n<|im_start|>user\nBonjour<|im_end|>\n<|im_start|>assistant\n
     assert local_model.count_message_tokens(messages) == local_model.get_num_tokens_from_messages(messages)
     assert 12 <= local_model.count_message_tokens(messages) <= 20
+
+
+@pytest.mark.slow
+def test_warm_prefix_leaves_only_the_question_to_evaluate(local_model: llm_local.LlamaCppChatModel) -> None:
+    """The server warms the fixed system prompt at start, so its first question does not pay for it."""
+    import llama_cpp
+
+    from rag.generation import ChatGenerator
+
+    generator = ChatGenerator("local", local_model)
+    local_model.llama.reset()
+    generator.warm_prefix()
+    prompt = generator.chain.first.invoke(
+        {"context": f"[1] (Doc) {CONTEXT_FR}", "question": "Quand la tour a-t-elle été inaugurée ?", "answer_in": ""}
+    )
+    messages = prompt.to_messages()
+    total = local_model.count_message_tokens(messages)
+    system = local_model.count_message_tokens(messages[:1])
+    ctx = local_model.llama.ctx
+    llama_cpp.llama_perf_context_reset(ctx)
+    local_model.invoke(messages, max_tokens=1)
+    evaluated = llama_cpp.llama_perf_context(ctx).n_p_eval
+    assert system > 40 and evaluated <= total - system + 10, (evaluated, total, system)
