@@ -122,7 +122,7 @@ class HybridRetriever:
         lexical_ranks = {hit.chunk_id: rank for rank, hit in enumerate(lexical_hits, start=1)}
         unseen = [i for i in (*sentence_ranks, *lexical_ranks) if i not in candidates]
         found = self.store.chunks_by_id(list(dict.fromkeys(unseen)))
-        vectors = self.store.embeddings_for(list(found))
+        vectors = self.store.embeddings_for(list(found), sentences=False)
         for chunk_id_, chunk in found.items():  # a hit on a chunk a refresh just replaced is not found: dropped
             similarity = float(np.dot(vector, np.asarray(vectors[chunk_id_].chunk, dtype=np.float32)))
             candidates[chunk_id_] = _Candidate(chunk, (chunk.id,), similarity)
@@ -171,7 +171,9 @@ def merge_neighbours(ranked: list[_Candidate]) -> list[_Candidate]:
     """Overlapping or touching chunks of one document become one passage (at the better one's rank);
     a chunk whose text is already inside a kept passage goes."""
     kept: list[_Candidate] = []
+    signatures: list[_Signature] = []  # of the kept candidates' original texts, computed once each
     for candidate in ranked:
+        signature = _Signature.of(candidate.chunk.text)
         for i, other in enumerate(kept):
             merged = _merge(other.chunk, candidate.chunk)
             if merged is not None:
@@ -182,10 +184,11 @@ def merge_neighbours(ranked: list[_Candidate]) -> list[_Candidate]:
                     similarity=max(other.similarity, candidate.similarity),
                 )
                 break
-            if _near_duplicate(other.chunk.text, candidate.chunk.text):
+            if signatures[i].near_duplicate(signature):
                 break
         else:
             kept.append(candidate)
+            signatures.append(signature)
     return kept
 
 
@@ -199,15 +202,26 @@ def _merge(a: Chunk, b: Chunk) -> Chunk | None:
     return replace(first, text=text, end=second.end)
 
 
-def _near_duplicate(a: str, b: str) -> bool:
-    """Same text give or take whitespace and case (e.g. a paragraph copied into two documents)."""
-    if abs(len(a) - len(b)) > 0.1 * max(len(a), len(b)):
-        return False
-    norm_a, norm_b = " ".join(a.lower().split()), " ".join(b.lower().split())
-    if norm_a == norm_b:
-        return True
-    words_a, words_b = set(norm_a.split()), set(norm_b.split())
-    return len(words_a & words_b) / max(1, len(words_a | words_b)) > 0.9
+@dataclass(frozen=True)
+class _Signature:
+    """A text folded for near-duplicate tests: same text give or take whitespace and case (e.g. a paragraph
+    copied into two documents), or 90% of the same words."""
+
+    length: int
+    folded: str
+    words: frozenset[str]
+
+    @classmethod
+    def of(cls, text: str) -> _Signature:
+        folded = " ".join(text.lower().split())
+        return cls(len(text), folded, frozenset(folded.split()))
+
+    def near_duplicate(self, other: _Signature) -> bool:
+        if abs(self.length - other.length) > 0.1 * max(self.length, other.length):
+            return False
+        if self.folded == other.folded:
+            return True
+        return len(self.words & other.words) / max(1, len(self.words | other.words)) > 0.9
 
 
 def to_passages(candidates: list[_Candidate]) -> list[Passage]:

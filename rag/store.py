@@ -83,7 +83,7 @@ class VectorStore(Protocol):
     def upsert(self, chunks: Sequence[Chunk], vectors: Sequence[ChunkVectors]) -> None: ...
     def delete(self, ids: Iterable[str]) -> None: ...
     def ids_for_source(self, source: str) -> set[str]: ...
-    def embeddings_for(self, ids: Sequence[str]) -> dict[str, ChunkVectors]: ...
+    def embeddings_for(self, ids: Sequence[str], *, sentences: bool = True) -> dict[str, ChunkVectors]: ...
     def sentence_search(
         self, vector: Sequence[float], k: int, sources: Sequence[str] | None = None, language: str | None = None
     ) -> list[SentenceHit]: ...
@@ -183,15 +183,18 @@ class ChromaStore:
     def ids_for_source(self, source: str) -> set[str]:
         return set(self._chunks.get(where={"source": source}, include=[])["ids"])
 
-    def embeddings_for(self, ids: Sequence[str]) -> dict[str, ChunkVectors]:
+    def embeddings_for(self, ids: Sequence[str], *, sentences: bool = True) -> dict[str, ChunkVectors]:
+        """Stored vectors of chunks (and of their sentences unless `sentences` is False, which saves a query)."""
         found: dict[str, ChunkVectors] = {}
         for lo in range(0, len(ids), self._batch):
             part = list(ids[lo : lo + self._batch])
             got = self._chunks.get(ids=part, include=["embeddings"])
             for chunk_id_, vector in zip(got["ids"], got["embeddings"], strict=True):
                 found[chunk_id_] = ChunkVectors([float(x) for x in vector], [])
-            sentences = self._sentences.get(where={"chunk_id": {"$in": part}}, include=["embeddings", "metadatas"])
-            for meta, vector in zip(sentences["metadatas"], sentences["embeddings"], strict=True):
+            if not sentences:
+                continue
+            rows = self._sentences.get(where={"chunk_id": {"$in": part}}, include=["embeddings", "metadatas"])
+            for meta, vector in zip(rows["metadatas"], rows["embeddings"], strict=True):
                 if meta["chunk_id"] in found:
                     found[meta["chunk_id"]].sentences.append((meta["start"], meta["end"], [float(x) for x in vector]))
         for vectors in found.values():
