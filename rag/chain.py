@@ -106,7 +106,7 @@ class AnswerChain:
             # The retriever embedded this question a moment ago: the embedder gives it back from its cache.
             question_vector = np.asarray(self.retriever.embed_query(question), dtype=np.float32)
             request = GenerationRequest(question, language, passages, sentences, question_vector)
-            request.excerpts = select_excerpts(sentences, question_vector, language)
+            request.excerpts = select_excerpts(sentences, question_vector, language, encoder=self.encoder)
             # Only what the generator was shown can support its answer.
             attributor = Attributor(
                 self.encoder,

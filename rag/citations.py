@@ -14,7 +14,7 @@ text, once finished, is exactly the final answer text.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -101,10 +101,33 @@ class PassageSentences:
     spans: list[tuple[int, int]]  # offsets inside passage.text
     vectors: np.ndarray
     tokens: list[set[str]]
+    # sentence index -> the clauses of that (long) sentence, with their vectors; filled on demand
+    clauses: dict[int, list[tuple[tuple[int, int], np.ndarray]]] = field(default_factory=dict)
 
     def text(self, i: int) -> str:
         start, end = self.spans[i]
         return self.passage.text[start:end]
+
+
+def ensure_clauses(
+    encoder: SentenceEncoder, sentences: Sequence[PassageSentences], wanted: Iterable[tuple[int, int]] | None = None
+) -> None:
+    """Clause vectors for the sentences in `wanted` ((passage, sentence) index pairs; every sentence when None)
+    that do not have them yet, encoded in one batch; short sentences get none."""
+    wanted = set(wanted) if wanted is not None else None
+    todo = []
+    for p, item in enumerate(sentences):
+        for i, (start, end) in enumerate(item.spans):
+            if i in item.clauses or (wanted is not None and (p, i) not in wanted):
+                continue
+            spans = clause_spans(item.passage.text, start, end)
+            item.clauses[i] = []
+            if spans:
+                todo.append((item, i, spans))
+    texts = [item.passage.text[a:b] for item, _, spans in todo for a, b in spans]
+    vectors = iter(encoder.encode(texts, "passage")) if texts else iter(())
+    for item, i, spans in todo:
+        item.clauses[i] = [(span, next(vectors)) for span in spans]
 
 
 StoredSentences = list[tuple[int, int, Sequence[float]]]  # (start, end) in the passage text, vector
@@ -233,25 +256,16 @@ class Attributor:
 
     def _comparison_units(self) -> list[_Units]:
         if self._units is None:
-            clauses = [
-                [(i, span) for i, (s, e) in enumerate(item.spans) for span in clause_spans(item.passage.text, s, e)]
-                for item in self._sentences
-            ]
-            texts = [
-                item.passage.text[s:e]
-                for item, found in zip(self._sentences, clauses, strict=True)
-                for _, (s, e) in found
-            ]
-            fresh = iter(self._encoder.encode(texts, "passage")) if texts else iter(())
+            ensure_clauses(self._encoder, self._sentences)
             self._units = []
-            for item, found in zip(self._sentences, clauses, strict=True):
-                rows = [next(fresh) for _ in found]
+            for item in self._sentences:
+                found = [(i, span, vector) for i, clauses in sorted(item.clauses.items()) for span, vector in clauses]
                 language = item.passage.language or detect_language(item.passage.text)
                 self._units.append(
                     _Units(
-                        sentence_of=[*range(len(item.spans)), *(i for i, _ in found)],
-                        vectors=np.vstack([item.vectors, *rows]) if rows else item.vectors,
-                        tokens=[*item.tokens, *(set(analyze(item.passage.text[s:e])) for _, (s, e) in found)],
+                        sentence_of=[*range(len(item.spans)), *(i for i, _, _ in found)],
+                        vectors=np.vstack([item.vectors, *(v for _, _, v in found)]) if found else item.vectors,
+                        tokens=[*item.tokens, *(set(analyze(item.passage.text[a:b])) for _, (a, b), _ in found)],
                         cross_language=self._language is not None and language != self._language,
                         passage_tokens=set().union(*item.tokens),
                     )

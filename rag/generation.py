@@ -18,7 +18,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 
-from rag.citations import PassageSentences
+from rag.citations import PassageSentences, SentenceEncoder, ensure_clauses
 from rag.language import CROSS_LANGUAGE_GAP, Language, detect_language
 from rag.schema import Passage
 
@@ -101,6 +101,8 @@ def select_excerpts(
     max_chars: int = 1200,
     per_passage: int = 3,
     margin: float = 0.05,
+    encoder: SentenceEncoder | None = None,
+    clause_candidates: int = 12,
 ) -> list[Excerpt]:
     """The passages worth showing, most relevant first, each by its sentences most relevant to the question.
 
@@ -110,19 +112,35 @@ def select_excerpts(
     budget is spent, passages whose best sentence falls more than `margin` below the best are not considered,
     a sentence that only introduces the next one (a heading, a line ending with ':') brings that one along,
     and passages come in the order of their best sentence, each showing its sentences in document order.
-    Sentences addressed to an AI ("ignore previous instructions") never reach the prompt."""
+    Sentences addressed to an AI ("ignore previous instructions") never reach the prompt. With an `encoder`,
+    the long sentences among the `clause_candidates` best are also scored by their best clause (a question
+    about "the chips" matches one clause of a 230-character sentence better than the whole); attribution
+    reuses those clause vectors."""
     ranked = []
+    adjust: dict[int, float] = {}
     for p, item in enumerate(sentences):
         passage_language = item.passage.language or detect_language(item.passage.text)
-        bonus = CROSS_LANGUAGE_GAP if passage_language != language else 0.0
+        adjust[p] = CROSS_LANGUAGE_GAP if passage_language != language else 0.0
         for i in range(len(item.spans)):
             text = item.text(i)
             if not _INJECTION.search(text):
                 penalty = 0.0 if is_prose(text) else NOT_PROSE_PENALTY
-                ranked.append((float(item.vectors[i] @ question_vector) + bonus - penalty, p, i))
+                ranked.append((float(item.vectors[i] @ question_vector) + adjust[p] - penalty, p, i))
     if not ranked:
         return []
     ranked.sort(reverse=True)
+    if encoder is not None:
+        top = ranked[:clause_candidates]
+        ensure_clauses(encoder, sentences, [(p, i) for _, p, i in top])
+        rescored = []
+        for score, p, i in top:
+            clauses = sentences[p].clauses.get(i) or []
+            best_clause = max((float(v @ question_vector) for _, v in clauses), default=None)
+            if best_clause is not None:
+                penalty = 0.0 if is_prose(sentences[p].text(i)) else NOT_PROSE_PENALTY
+                score = max(score, best_clause + adjust[p] - penalty)
+            rescored.append((score, p, i))
+        ranked = sorted(rescored + ranked[clause_candidates:], reverse=True)
     best = ranked[0][0]
     chosen: dict[int, list[int]] = {}  # passage -> sentences, in the order passages first got one
     used = 0
