@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rag.citations import build_passage_sentences
+from rag.citations import Attributor, build_passage_sentences
 from rag.generation import format_context, select_excerpts, until_repetition
 from rag.schema import Passage
 
@@ -52,3 +52,22 @@ def test_a_looping_model_is_stopped():
     assert text.count("respecter les conditions") <= 3
     fine = ["DeepSeek a été lancé", " fin janvier 2025", "."]
     assert "".join(until_repetition(iter(fine))) == "DeepSeek a été lancé fin janvier 2025."
+
+
+LONG_SENTENCE = (
+    "Un défi plus urgent est la protection des données et en particulier le règlement général sur la protection "
+    "des données (RGPD) de l'Union européenne (UE), comme l'illustre l'interdiction de DeepSeek par l'Italie le "
+    "30 janvier pour des raisons de transfert de données."
+)
+
+
+def test_clause_vectors_are_computed_once_and_shared_with_attribution(embedder):
+    passages = [passage(1, "DeepSeek a été lancé fin janvier 2025.", "fr"), passage(2, LONG_SENTENCE, "fr")]
+    sentences = build_passage_sentences(embedder, passages)
+    question = embedder.encode(["Quand l'Italie a-t-elle interdit DeepSeek ?"], "query")[0]
+    select_excerpts(sentences, question, "fr", encoder=embedder)
+    assert len(sentences[1].clauses[0]) == 2  # the long sentence, scored by its clauses too
+    assert sentences[0].clauses[0] == []  # a short one has none
+    before = embedder.texts_embedded
+    result = Attributor(embedder, sentences, language="fr").attribute("L'Italie a interdit DeepSeek le 30 janvier.")
+    assert result.supported and embedder.texts_embedded == before + 1  # the claim only: no clause encoded again
