@@ -102,7 +102,7 @@ def select_excerpts(
     per_passage: int = 3,
     margin: float = 0.05,
     encoder: SentenceEncoder | None = None,
-    clause_candidates: int = 12,
+    clause_candidates: int = 8,
 ) -> list[Excerpt]:
     """The passages worth showing, most relevant first, each by its sentences most relevant to the question.
 
