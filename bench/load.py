@@ -123,26 +123,17 @@ def local_server(models_dir: Path | None, ready_timeout: float, keep_log: Path |
     if models_dir and models_dir.is_dir():
         (data_dir / "models").symlink_to(models_dir.resolve(), target_is_directory=True)
     key = uuid.uuid4().hex
-    env = launch.child_env(
-        {
-            "RAG_DATA_DIR": str(data_dir),
-            "RAG_CORPUS_DIR": str(corpus_dir),
-            "RAG_GENERATOR": "extractive",
-            "RAG_API_KEY": key,
-            "PYTHONPATH": str(REPO),
-        }
-    )
+    env = {
+        "RAG_DATA_DIR": str(data_dir),
+        "RAG_CORPUS_DIR": str(corpus_dir),
+        "RAG_GENERATOR": "extractive",
+        "RAG_API_KEY": key,
+        "PYTHONPATH": str(REPO),
+    }
     started = time.monotonic()
     server = None
     try:
-        server = launch.start_server(
-            lambda port: launch.rag_serve_command(port, "--no-ui"),
-            ready_path="/readyz",
-            log_path=root / "server.log",
-            cwd=root,
-            env=env,
-            timeout=ready_timeout,
-        )
+        server = launch.start_rag_serve(root, env, timeout=ready_timeout)
         print(f"server ready in {time.monotonic() - started:.1f} s at {server.url}", file=sys.stderr)
         yield server.url, key
     except launch.ServerNotReady as exc:

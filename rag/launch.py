@@ -94,3 +94,18 @@ def start_server(
             server.stop()
             raise ServerNotReady(f"the server did not answer within {timeout:.0f} s:\n{server.log_tail()}")
         time.sleep(0.3)
+
+
+def start_rag_serve(
+    root: Path, settings_env: Mapping[str, str], *, timeout: float = 400, options: Sequence[str] = ("--no-ui",)
+) -> ChildServer:
+    """`rag serve` run in `root` (its log in root/server.log) with these environment settings and none of this
+    process's RAG_* ones; returns once /readyz answers 200, that is once the index is ready."""
+    return start_server(
+        lambda port: rag_serve_command(port, *options),
+        ready_path="/readyz",
+        log_path=root / "server.log",
+        cwd=root,
+        env=child_env(settings_env),
+        timeout=timeout,
+    )

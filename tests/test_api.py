@@ -93,13 +93,7 @@ def start_server(root: Path, models_dir: Path, mode: str, chroma_url: str | None
     if chroma_url:
         env["RAG_CHROMA_URL"] = chroma_url
     try:
-        child = launch.start_server(
-            lambda port: launch.rag_serve_command(port, "--no-ui"),
-            ready_path="/readyz",
-            log_path=root / "server.log",
-            cwd=root,
-            env=launch.child_env(env),
-        )
+        child = launch.start_rag_serve(root, env)
     except launch.ServerNotReady as exc:
         pytest.fail(str(exc))
     return LiveServer(mode, key, root, data_dir, corpus_dir, child)
