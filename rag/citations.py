@@ -108,6 +108,11 @@ class PassageSentences:
         start, end = self.spans[i]
         return self.passage.text[start:end]
 
+    @property
+    def language(self) -> str:
+        """The passage's language as detected at indexing (detected now for a passage that carries none)."""
+        return self.passage.language or detect_language(self.passage.text)
+
 
 def ensure_clauses(
     encoder: SentenceEncoder, sentences: Sequence[PassageSentences], wanted: Iterable[tuple[int, int]] | None = None
@@ -260,13 +265,12 @@ class Attributor:
             self._units = []
             for item in self._sentences:
                 found = [(i, span, vector) for i, clauses in sorted(item.clauses.items()) for span, vector in clauses]
-                language = item.passage.language or detect_language(item.passage.text)
                 self._units.append(
                     _Units(
                         sentence_of=[*range(len(item.spans)), *(i for i, _, _ in found)],
                         vectors=np.vstack([item.vectors, *(v for _, _, v in found)]) if found else item.vectors,
                         tokens=[*item.tokens, *(set(analyze(item.passage.text[a:b])) for _, (a, b), _ in found)],
-                        cross_language=self._language is not None and language != self._language,
+                        cross_language=self._language is not None and item.language != self._language,
                         passage_tokens=set().union(*item.tokens),
                     )
                 )
@@ -290,9 +294,17 @@ class Attributor:
         # Both sides as passages: a claim and the sentence that states it are alike, not question and answer.
         vector = self._encoder.encode([claim], "passage")[0]
         answer_tokens = set(words)
+        # The question's own terms, restated in the claim, must be in the passage too (same language: across
+        # languages words cannot be compared): "the intelligence law obliges DeepSeek to cooperate with the
+        # State" reads close to a passage on DeepSeek obeying Chinese security laws, yet only the question
+        # spoke of an intelligence law.
+        echoed = (answer_tokens & self._question_tokens) - _FRAME_WORDS
+        echo_checked = len(echoed) >= config.echo_min_terms
         scored: list[tuple[float, float, int, int]] = []  # (ranking score, score, passage index, unit index)
         for index, units in enumerate(self._comparison_units()):
-            if stating and index not in stating:
+            lacks_echo = echo_checked and not units.cross_language
+            lacks_echo = lacks_echo and len(echoed & units.passage_tokens) < config.echo_found * len(echoed)
+            if (stating and index not in stating) or lacks_echo:
                 continue
             similarity = units.vectors @ vector
             overlap = np.array([len(answer_tokens & t) / len(answer_tokens) for t in units.tokens])
@@ -302,24 +314,7 @@ class Attributor:
             best = int(np.argmax(combined))
             handicap = (1 - config.lexical_weight) * CROSS_LANGUAGE_GAP if units.cross_language else 0.0
             scored.append((float(combined[best]) + handicap, float(combined[best]), index, best))
-        # The question's own terms, restated in the claim, must be in the passage too (same language: across
-        # languages words cannot be compared): "the intelligence law obliges DeepSeek to cooperate with the
-        # State" reads close to a passage on DeepSeek obeying Chinese security laws, yet only the question
-        # spoke of an intelligence law.
-        echoed = (answer_tokens & self._question_tokens) - _FRAME_WORDS
-        supporting = sorted(
-            (
-                s
-                for s in scored
-                if s[1] >= config.threshold
-                and (
-                    len(echoed) < config.echo_min_terms
-                    or self._units[s[2]].cross_language
-                    or len(echoed & self._units[s[2]].passage_tokens) >= config.echo_found * len(echoed)
-                )
-            ),
-            reverse=True,
-        )
+        supporting = sorted((s for s in scored if s[1] >= config.threshold), reverse=True)
         if not supporting:
             return SentenceAttribution(sentence, supported=False)
         chosen = supporting[:1]

@@ -19,7 +19,7 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 
 from rag.citations import PassageSentences, SentenceEncoder, ensure_clauses
-from rag.language import CROSS_LANGUAGE_GAP, Language, detect_language
+from rag.language import CROSS_LANGUAGE_GAP, Language
 from rag.schema import Passage
 
 REFUSALS: dict[Language, str] = {
@@ -117,29 +117,24 @@ def select_excerpts(
     about "the chips" matches one clause of a 230-character sentence better than the whole); attribution
     reuses those clause vectors."""
     ranked = []
-    adjust: dict[int, float] = {}
+    offset: dict[tuple[int, int], float] = {}  # what is added to a sentence's (or its clauses') similarity
     for p, item in enumerate(sentences):
-        passage_language = item.passage.language or detect_language(item.passage.text)
-        adjust[p] = CROSS_LANGUAGE_GAP if passage_language != language else 0.0
+        gap = CROSS_LANGUAGE_GAP if item.language != language else 0.0
         for i in range(len(item.spans)):
             text = item.text(i)
             if not _INJECTION.search(text):
-                penalty = 0.0 if is_prose(text) else NOT_PROSE_PENALTY
-                ranked.append((float(item.vectors[i] @ question_vector) + adjust[p] - penalty, p, i))
+                offset[p, i] = gap - (0.0 if is_prose(text) else NOT_PROSE_PENALTY)
+                ranked.append((float(item.vectors[i] @ question_vector) + offset[p, i], p, i))
     if not ranked:
         return []
     ranked.sort(reverse=True)
     if encoder is not None:
         top = ranked[:clause_candidates]
         ensure_clauses(encoder, sentences, [(p, i) for _, p, i in top])
-        rescored = []
-        for score, p, i in top:
-            clauses = sentences[p].clauses.get(i) or []
-            best_clause = max((float(v @ question_vector) for _, v in clauses), default=None)
-            if best_clause is not None:
-                penalty = 0.0 if is_prose(sentences[p].text(i)) else NOT_PROSE_PENALTY
-                score = max(score, best_clause + adjust[p] - penalty)
-            rescored.append((score, p, i))
+        rescored = [
+            (max([score, *(float(v @ question_vector) + offset[p, i] for _, v in sentences[p].clauses[i])]), p, i)
+            for score, p, i in top
+        ]
         ranked = sorted(rescored + ranked[clause_candidates:], reverse=True)
     best = ranked[0][0]
     chosen: dict[int, list[int]] = {}  # passage -> sentences, in the order passages first got one
