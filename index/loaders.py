@@ -11,6 +11,7 @@ import hashlib
 import html
 import io
 import re
+import time
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -24,6 +25,13 @@ if TYPE_CHECKING:
     from selectolax.lexbor import LexborNode
 
 SUPPORTED_SUFFIXES: tuple[str, ...] = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
+
+# Bounds of PDF extraction, the one format whose text can be far larger than its file: pages can share one
+# content stream, so a 46 KB file can extract to 92 million characters. A file over a bound is a LoadError.
+MAX_PDF_PAGES = 2000
+MAX_PAGE_CHARS = 100_000  # a dense real page holds under ~10k characters: 10x that is not a page but a bomb
+MAX_DOCUMENT_CHARS = 5_000_000
+MAX_EXTRACTION_SECONDS = 120.0
 
 _KIND_BY_SUFFIX = {
     ".txt": "txt",
@@ -65,8 +73,19 @@ _LEGAL_LEVELS = {
 # --------------------------------------------------------------------------------------------------- public API
 
 
-def load_document(path: Path, root: Path) -> Document:
-    """Read and extract one file; a file that cannot be indexed raises LoadError, never anything else."""
+def load_document(
+    path: Path,
+    root: Path,
+    *,
+    max_pdf_pages: int = MAX_PDF_PAGES,
+    max_page_chars: int = MAX_PAGE_CHARS,
+    max_document_chars: int = MAX_DOCUMENT_CHARS,
+    max_extraction_seconds: float = MAX_EXTRACTION_SECONDS,
+) -> Document:
+    """Read and extract one file; a file that cannot be indexed raises LoadError, never anything else.
+
+    The `max_*` bounds apply to PDF extraction, checked while it runs so a bomb stops at its first page.
+    """
     suffix = path.suffix.lower()
     kind = _KIND_BY_SUFFIX.get(suffix)
     if kind is None:
@@ -79,7 +98,8 @@ def load_document(path: Path, root: Path) -> Document:
         raise LoadError("empty file")
     try:
         if kind == "pdf":
-            title, text, blocks = _extract_pdf(data)
+            budget = _PdfBudget(max_pdf_pages, max_page_chars, max_document_chars, max_extraction_seconds)
+            title, text, blocks = _extract_pdf(data, budget)
         else:
             raw = _decode_html(data) if kind == "html" else decode_text(data)
             if not raw.strip():
@@ -890,9 +910,58 @@ _TITLE_CONTINUES = frozenset(
 )
 
 
-def _extract_pdf(data: bytes) -> tuple[str, str, list[Block]]:
+class _PdfBudget:
+    """The extraction bounds of one PDF, checked from pypdf's per-operator callbacks: a page's text is
+    counted while it is extracted, so one huge page is stopped part-way rather than after it is done."""
+
+    def __init__(self, max_pages: int, max_page_chars: int, max_document_chars: int, max_seconds: float):
+        self.max_pages = max_pages
+        self.max_page_chars = max_page_chars
+        self.max_document_chars = max_document_chars
+        self.max_seconds = max_seconds
+        self.deadline = time.monotonic() + max_seconds
+        self.page_number = 0
+        self.page_chars = 0  # extracted so far from the current page
+        self.document_chars = 0  # extracted from the finished pages
+        self.exceeded = ""
+
+    def check_pages(self, count: int) -> None:
+        if count > self.max_pages:
+            raise LoadError(f"PDF too long: {count} pages, limit {self.max_pages}")
+
+    def start_page(self, number: int) -> None:
+        self.page_number = number
+        self.page_chars = 0
+
+    def end_page(self, text: str) -> None:
+        self.page_chars = len(text)
+        self.check()
+        self.document_chars += len(text)
+
+    def on_operator(self, *_: object) -> None:
+        self.check()
+
+    def on_text(self, text: str, *_: object) -> None:
+        self.page_chars += len(text)
+        self.check()
+
+    def check(self) -> None:
+        """Raise once a bound is passed, and again on every later call: pypdf swallows errors raised inside a
+        form XObject, so the next operator outside it must raise again."""
+        if not self.exceeded:
+            if self.page_chars > self.max_page_chars:
+                self.exceeded = f"PDF page {self.page_number} too long: over {self.max_page_chars} characters"
+            elif self.document_chars + self.page_chars > self.max_document_chars:
+                self.exceeded = f"PDF text too long: over {self.max_document_chars} characters"
+            elif time.monotonic() > self.deadline:
+                self.exceeded = f"PDF extraction too slow: over {self.max_seconds:.0f} s"
+        if self.exceeded:
+            raise LoadError(self.exceeded)
+
+
+def _extract_pdf(data: bytes, budget: _PdfBudget) -> tuple[str, str, list[Block]]:
     """Text per page (pypdf); lines regrouped into paragraphs and numbered headings; pages keep their number."""
-    pages, meta_title = _pdf_pages(data)
+    pages, meta_title = _pdf_pages(data, budget)
     builder = _Builder()
     first_lines: list[str] = []
     for number, raw in enumerate(pages, start=1):
@@ -906,8 +975,8 @@ def _extract_pdf(data: bytes) -> tuple[str, str, list[Block]]:
     return meta_title or _pdf_title(first_lines), builder.text(), builder.blocks
 
 
-def _pdf_pages(data: bytes) -> tuple[list[str], str]:
-    """Raw text of every page; corrupt, encrypted and textless files become LoadError."""
+def _pdf_pages(data: bytes, budget: _PdfBudget) -> tuple[list[str], str]:
+    """Raw text of every page; corrupt, encrypted, textless and over-budget files become LoadError."""
     from pypdf import PdfReader
 
     try:
@@ -926,14 +995,20 @@ def _pdf_pages(data: bytes) -> tuple[list[str], str]:
         raise LoadError(f"corrupt or unreadable PDF ({type(exc).__name__})") from exc
     if not page_objects:
         raise LoadError("corrupt or unreadable PDF (no pages)")
+    budget.check_pages(len(page_objects))
     texts: list[str] = []
     failures = 0
-    for page in page_objects:
+    for number, page in enumerate(page_objects, start=1):
+        budget.start_page(number)
         try:
-            texts.append(page.extract_text() or "")
+            text = page.extract_text(visitor_operand_before=budget.on_operator, visitor_text=budget.on_text) or ""
+        except LoadError:
+            raise
         except Exception:  # one broken page should not hide the others
             failures += 1
-            texts.append("")
+            text = ""
+        budget.end_page(text)
+        texts.append(text)
     if failures == len(page_objects):
         raise LoadError("corrupt or unreadable PDF (no page could be read)")
     if not any(_PDF_CONTROL.sub("", t).strip() for t in texts):

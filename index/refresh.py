@@ -5,7 +5,8 @@ Invariants, whatever happens mid-run (an exception, `kill -9`, a bad file):
   is written last, so every indexed document stays answerable and an interrupted update is simply redone
   by the next run (chunk ids derive from source and text, so redoing it creates no duplicates);
 - text whose chunk is already stored is never passed to the embedding model again;
-- a file that cannot be read is reported and skipped, and its previous chunks (if any) are kept.
+- a file that cannot be read (or is over a bound) is reported and skipped, and its previous chunks (if any)
+  are kept; only a symbolic link out of its folder also leaves the index (see `discover`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from filelock import FileLock
 
 from index.chunking import chunk_document, split_sentences
 from index.loaders import SUPPORTED_SUFFIXES, load_document
-from index.types import Chunk, LoadError
+from index.types import Chunk, LoadError, size_limit_reason
 from rag.language import detect_language
 from rag.lexical import LexicalIndex
 from rag.store import ChunkVectors, DocumentRecord, VectorStore
@@ -75,28 +76,53 @@ class SourceFile:
         return self.path.relative_to(self.root).as_posix()
 
 
-def discover(paths: Iterable[Path]) -> tuple[list[SourceFile], list[Path]]:
-    """Supported files under each path (a folder is walked, hidden entries skipped) and the roots scanned.
+_LINK_OUTSIDE = "symbolic link to outside the folder: not followed"
+
+
+def discover(paths: Iterable[Path]) -> tuple[list[SourceFile], list[Path], list[dict[str, str]]]:
+    """Supported files under each path (a folder is walked, hidden entries skipped), the roots scanned, and
+    the entries passed over for a reason the user should see (as in `RefreshReport.skipped`).
 
     A file given directly has its parent folder as root; the roots bound which documents a refresh may
     delete, so `rag index one.pdf` never removes the rest of the corpus.
+
+    Symbolic links met in a folder: one whose target lies outside that folder is not followed and is reported,
+    so a link dropped into the corpus cannot pull other files (`/etc`, a home folder) into the index, and a
+    link indexed before this rule leaves the index at the next folder refresh. A file link that stays inside
+    is followed (indexed under the link's name); a directory link is never walked into (no loops; one that
+    stays inside is walked anyway). A file given directly is the caller's explicit choice and is read as is.
+
+    A folder's own README (at its top) describes the folder and is not walked into the index; one given
+    directly (an upload) is indexed and then kept by folder refreshes: see `Refresher.run`.
     """
     files: list[SourceFile] = []
     roots: list[Path] = []
+    skipped: list[dict[str, str]] = []
     for given in paths:
         path = given.resolve()
         if path.is_dir():
             roots.append(path)
             for found in sorted(path.rglob("*")):
-                relative = found.relative_to(path).parts
-                hidden = any(part.startswith(".") for part in relative)
-                # A folder's own README (at its top) describes the folder; it is not one of its documents.
-                own_readme = len(relative) == 1 and found.stem.upper() == "README"
-                if found.is_file() and found.suffix.lower() in SUPPORTED_SUFFIXES and not hidden and not own_readme:
+                if any(part.startswith(".") for part in found.relative_to(path).parts):
+                    continue
+                supported = found.suffix.lower() in SUPPORTED_SUFFIXES
+                if _links_outside(found, path):
+                    if supported or found.is_dir():
+                        skipped.append({"path": str(found), "reason": _LINK_OUTSIDE})
+                elif found.is_file() and supported and not _is_folder_readme(found, path):
                     files.append(SourceFile(path, found))
         else:
             files.append(SourceFile(path.parent, path))
-    return files, roots
+    return files, roots, skipped
+
+
+def _is_folder_readme(path: Path, root: Path) -> bool:
+    """A README at the top of the folder: the folder's own description, not one of its documents."""
+    return path.parent == root and path.stem.upper() == "README"
+
+
+def _links_outside(path: Path, root: Path) -> bool:
+    return path.is_symlink() and not path.resolve().is_relative_to(root)
 
 
 def index_lock(data_dir: Path) -> FileLock:
@@ -134,6 +160,7 @@ class Refresher:
         on_progress: Callable[[Progress], None] | None = None,
         after_write: Callable[[str], None] | None = None,
         write_guard: Callable[[], AbstractContextManager] = nullcontext,
+        max_file_bytes: int | None = None,
     ):
         self.store = store
         self.embedder = embedder
@@ -145,11 +172,21 @@ class Refresher:
         self.after_write = after_write
         # Held around each document's switch from old to new chunks, so readers never see it half done.
         self.write_guard = write_guard
+        # Files bigger than this are skipped unread (None: no limit).
+        self.max_file_bytes = max_file_bytes
 
     def run(self, paths: Sequence[Path], *, prune: bool = True) -> RefreshReport:
-        files, roots = discover(paths)
-        report = RefreshReport()
+        """Refresh the files under `paths`; with `prune`, indexed documents of a scanned folder that discovery
+        no longer finds are deleted.
+
+        A folder README that is already indexed (it can only get there by being given directly, as an upload
+        is) is refreshed with its folder like any document rather than pruned: a README uploaded on purpose
+        stays until its file is deleted, while the corpus's own description is never indexed by a folder run.
+        """
+        files, roots, skipped = discover(paths)
+        report = RefreshReport(skipped=skipped)
         records = self.store.documents()
+        files += _indexed_readmes(records, files, roots)
         seen: set[str] = set()
         chunks_done = 0
         for number, file in enumerate(files, start=1):
@@ -182,6 +219,8 @@ class Refresher:
         """Index one file; returns its new record, or None when it was skipped."""
         try:
             stat = file.path.stat()
+            if self.max_file_bytes is not None and stat.st_size > self.max_file_bytes:
+                raise LoadError(size_limit_reason(stat.st_size, self.max_file_bytes))
             current = known is not None and known.pipeline == self.pipeline
             if current and (known.size, known.mtime_ns, known.root) == (stat.st_size, stat.st_mtime_ns, str(file.root)):
                 report.unchanged += 1
@@ -231,6 +270,26 @@ class Refresher:
                 self.after_write(source)
             self.store.delete(stale - {c.id for c in chunks})
             self.store.put_document(record)
+
+
+def _indexed_readmes(
+    records: dict[str, DocumentRecord], files: list[SourceFile], roots: list[Path]
+) -> list[SourceFile]:
+    """The scanned folders' READMEs that the index already holds and that are still there to read."""
+    scanned = {str(root) for root in roots}
+    listed = {(str(f.root), f.source) for f in files}
+    found = []
+    for source, record in records.items():
+        path, root = Path(record.path), Path(record.root)
+        if (
+            record.root in scanned
+            and (record.root, source) not in listed
+            and _is_folder_readme(path, root)
+            and path.is_file()
+            and not _links_outside(path, root)
+        ):
+            found.append(SourceFile(root, path))
+    return found
 
 
 def embed_chunks(embedder: PassageEmbedder, chunks: Sequence[Chunk]) -> dict[str, ChunkVectors]:

@@ -6,6 +6,13 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+_MB = 1024 * 1024
+
+
+def size_limit_reason(size: int, limit: int) -> str:
+    """Why a file over the size limit is refused; one wording for indexing, the API and the UI."""
+    return f"too large: {size / _MB:.1f} MB, limit {limit / _MB:.0f} MB"
+
 
 class LoadError(Exception):
     """A file that cannot be indexed; `reason` is shown to the user next to its path."""

@@ -25,7 +25,6 @@ Security: with `RAG_API_KEY` set, write endpoints need `Authorization: Bearer <k
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import threading
@@ -49,7 +48,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from index.refresh import IndexBusyError, Progress, RefreshReport
 from rag.schema import Answer, Citation, StreamEvent
-from rag.service import DocumentError, RagService, ServiceBusyError, safe_filename
+from rag.service import DocumentError, RagService, RequestError, ServiceBusyError, safe_filename
 from rag.settings import GeneratorName, Settings
 
 log = logging.getLogger("rag.api")
@@ -59,6 +58,9 @@ GENERATORS: tuple[str, ...] = ("local", "extractive", "openai", "ollama")
 DEFAULT_MODEL_ALIASES = {"", "rag", "default"}
 JSON_BODY_LIMIT = 1024 * 1024  # questions, conversations, options: far below this
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the uploaded files
+UNKNOWN_API_ROUTE = "unknown_v1"  # the catch-all giving unknown /v1 paths our error shape
+UI_UPLOAD_PATH = "/gradio_api/upload"  # where the UI's file input sends files before its handler indexes them
+UI_FILES_PER_UPLOAD = 10  # files the UI's browser client may send in one request (each within the file limit)
 _DRAIN_LIMIT = 8 * 1024 * 1024  # read at most this much of a refused body, so the client sees the 413
 
 
@@ -81,6 +83,7 @@ class ErrorResponse(BaseModel):
 _ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
+    403: "permission_error",
     404: "not_found_error",
     405: "invalid_request_error",
     409: "conflict_error",
@@ -95,11 +98,12 @@ _ERROR_TYPES = {
 _ERROR_DESCRIPTIONS = {
     400: "Invalid request (e.g. a bad file name, no user message).",
     401: "Missing or wrong API key (`Authorization: Bearer <RAG_API_KEY>`).",
+    403: "Not enabled on this server (e.g. a generator outside RAG_GENERATORS_ALLOWED).",
     404: "Not found.",
     409: "Conflict: another indexer is running, or a different document has that name.",
-    413: "Request body or uploaded file too large.",
+    413: "Request body, uploaded file or question too large.",
     415: "Unsupported file type.",
-    422: "The request does not match the schema.",
+    422: "The request does not match the schema, or an uploaded file could not be indexed.",
     502: "The LLM server behind the generator could not be reached.",
     503: "Busy or not ready; retry after `Retry-After` seconds when the header is present.",
 }
@@ -174,7 +178,7 @@ def _error_for(error: BaseException) -> tuple[int, str, dict[str, str] | None]:
         return error.status, error.message, error.headers
     if isinstance(error, ServiceBusyError):
         return 503, str(error), {"Retry-After": str(error.retry_after)}
-    if isinstance(error, DocumentError):
+    if isinstance(error, RequestError):
         return error.status, str(error), None
     if isinstance(error, IndexBusyError):
         return 409, str(error), None
@@ -212,7 +216,12 @@ class AskFilters(BaseModel):
 
 class AskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)  # "k": "3" is a client bug, not a 3
-    question: str = Field(min_length=1, max_length=4000, pattern=r"\S", examples=["Qui a fondé DeepSeek ?"])
+    question: str = Field(
+        min_length=1,
+        pattern=r"\S",
+        description="At most RAG_MAX_QUESTION_CHARS characters (default 4,000): longer ones get a 413.",
+        examples=["Qui a fondé DeepSeek ?"],
+    )
     history: list[ChatTurn] = Field(default_factory=list, max_length=50, description="Earlier turns, oldest first.")
     k: PassageCount | None = Field(None, description="Passages to retrieve (default RAG_K).")
     filters: AskFilters | None = None
@@ -383,11 +392,20 @@ class IndexStatus(BaseModel):
     lexical_chunks: int
     embedding_model: str
     dimension: int
-    store: str
+    store: Literal["embedded", "server"] = Field(description="Chroma in the data folder, or a Chroma server.")
     collection: str
-    corpus_dir: str
+    corpus_dir: str = Field(description="The corpus folder's name (no server paths are shown).")
     last_indexed: str | None
     activity: IndexActivity
+
+
+class AnswerCounts(BaseModel):
+    """Answers since the process started; `cancelled` counts those whose client left before the end."""
+
+    started: int
+    finished: int
+    cancelled: int
+    failed: int
 
 
 class Health(BaseModel):
@@ -409,14 +427,11 @@ class Readiness(BaseModel):
 _bearer = HTTPBearer(auto_error=False, description="RAG_API_KEY", scheme_name="ApiKey")
 
 
-def _auth(settings: Settings) -> Callable[..., None]:
-    """A dependency checking the bearer token in constant time (only attached when a key is set)."""
-    assert settings.api_key is not None
-    expected = settings.api_key.get_secret_value().encode()
+def _auth(service: RagService) -> Callable[..., None]:
+    """A dependency checking the bearer token with the service's key check (only attached when a key is set)."""
 
     def check(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
-        given = credentials.credentials.encode() if credentials else b""
-        if not (credentials and hmac.compare_digest(given, expected)):
+        if not (credentials and service.check_key(credentials.credentials)):
             raise ApiError(
                 401,
                 "Missing or invalid API key: send 'Authorization: Bearer <key>'.",
@@ -535,8 +550,9 @@ class _ThreadedStream:
     """Steps a blocking iterator in worker threads, one step at a time, and always closes it, so a client
     that goes away mid-answer releases its place in the generation queue."""
 
-    def __init__(self, iterator: Iterator[StreamEvent]):
+    def __init__(self, iterator: Iterator[StreamEvent], cancel: threading.Event):
         self._iterator = iterator
+        self._cancel = cancel
         self._lock = threading.Lock()
 
     def _step(self) -> Any:
@@ -557,12 +573,15 @@ class _ThreadedStream:
                 close()
 
     def close_soon(self) -> None:
+        """Stop the work: a step still running ends at its next token (`cancel`), then the iterator closes."""
+        self._cancel.set()
         threading.Thread(target=self._close, name="rag-stream-close", daemon=True).start()
 
 
 async def _start_stream(service: RagService, question: str, **options: Any) -> tuple[StreamEvent, _ThreadedStream]:
     """The first event, before any byte is sent: a full queue or a bad request still gets its status."""
-    stream = _ThreadedStream(service.ask_stream(question, **options))
+    cancel = threading.Event()
+    stream = _ThreadedStream(service.ask_stream(question, cancel=cancel, **options), cancel)
     first = await stream.next()
     if first is _END:  # the chain always ends with a final event; this would be a bug
         raise RuntimeError("the answer stream ended without a final event")
@@ -618,41 +637,12 @@ def _stream_failure(error: BaseException, where: str) -> dict[str, Any]:
 
 # --- the app state: startup task and indexing activity --------------------------------------------------------
 class _AppState:
-    """What only the HTTP process knows: its startup task and the indexing runs it started."""
+    """What only the HTTP process knows: the indexing runs it started (start-up belongs to the service)."""
 
-    def __init__(self, service: RagService, index_on_start: bool):
+    def __init__(self, service: RagService):
         self.service = service
-        self.index_on_start = index_on_start
-        self.starting: str | None = None
-        self.startup_error: str | None = None
         self.activity = IndexActivity()
         self._activity_lock = threading.Lock()
-
-    def start(self) -> None:
-        found = self.service.readiness()
-        if found["index"] and found["generator"]:  # warmed up already (an embedding app, tests)
-            return
-        self.starting = "loading"
-        threading.Thread(target=self._warm_up, name="rag-warm-up", daemon=True).start()
-
-    def _warm_up(self) -> None:
-        try:
-            self.service.warm_up(self._set_starting)
-            if self.index_on_start and not self.service.documents():
-                self._set_starting(f"indexing {self.service.settings.corpus_dir}")
-                self.indexing("startup index", lambda progress: self.service.refresh(on_progress=progress))
-        except IndexBusyError as error:
-            log.warning("startup index skipped: %s", error)
-        except Exception as error:
-            log.exception("warm-up failed")
-            self.startup_error = f"{type(error).__name__}: {error}"
-        finally:
-            self.starting = None
-
-    def _set_starting(self, message: str) -> None:
-        # "ready" from warm_up is not the end: the startup index may follow; the task clears it when done.
-        self.starting = "checking the index" if message == "ready" else message
-        log.info("startup: %s", message)
 
     def indexing(self, operation: str, run: Callable[[Callable[[Progress], None]], RefreshReport]) -> RefreshReport:
         """Run an indexing call, recording its progress for GET /v1/index/status."""
@@ -661,7 +651,7 @@ class _AppState:
 
         def progress(step: Progress) -> None:
             activity.files_done, activity.files_total = step.files_done, step.files_total
-            activity.chunks_done, activity.current = step.chunks_done, step.current
+            activity.chunks_done, activity.current = step.chunks_done, FilePath(step.current).name
 
         with self._activity_lock:
             if not self.activity.running:  # a run refused as busy does not hide the one in progress
@@ -669,7 +659,8 @@ class _AppState:
         try:
             return run(progress)
         except Exception as error:
-            activity.last_error = str(error) if isinstance(error, IndexBusyError | DocumentError) else "failed"
+            # Shown to readers: the kind of failure, never a server path.
+            activity.last_error = "another indexer is running" if isinstance(error, IndexBusyError) else "failed"
             raise
         finally:
             activity.running = False
@@ -686,12 +677,12 @@ def create_app(
 ) -> FastAPI:
     """The HTTP API over `service`; the Gradio UI (ui.app.build_ui) is mounted at `/` when it exists."""
     settings = service.settings
-    state = _AppState(service, index_on_start)
+    state = _AppState(service)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Loading models takes a while: /healthz answers at once, /readyz turns 200 when done.
-        state.start()
+        service.startup.start(reconcile=index_on_start)
         yield
 
     app = FastAPI(
@@ -702,12 +693,14 @@ def create_app(
     )
     app.state.rag = state
 
-    write_deps = [Depends(_auth(settings))] if settings.api_key else []
+    write_deps = [Depends(_auth(service))] if settings.api_key else []
     read_deps = write_deps if settings.api_key_for_read else []
 
     def limit_for(path: str) -> int:
         if path.rstrip("/") == "/v1/documents":
             return settings.max_upload_bytes + MULTIPART_OVERHEAD
+        if path.rstrip("/") == UI_UPLOAD_PATH:  # each file is held to the same limit by the UI (ui.app.mount_ui)
+            return settings.max_upload_bytes * UI_FILES_PER_UPLOAD + MULTIPART_OVERHEAD
         return JSON_BODY_LIMIT
 
     app.add_middleware(BodyLimitMiddleware, limit_for=limit_for)
@@ -736,13 +729,13 @@ def create_app(
     )
     async def readyz() -> JSONResponse:
         found = service.readiness()
+        startup = service.startup
         missing = [name for name in ("index", "generator") if not found[name]]
-        if state.starting:
-            missing.append(state.starting)
-        ready = not missing  # a failed startup index is reported, but the index that exists still answers
-        body = Readiness(
-            ready=ready, missing=missing, starting=state.starting, startup_error=state.startup_error, **found
-        )
+        starting = startup.describe() if startup.running else None
+        if starting:
+            missing.append(starting)
+        ready = not missing  # a failed start-up is reported, but the index that exists still answers
+        body = Readiness(ready=ready, missing=missing, starting=starting, startup_error=startup.error, **found)
         return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
     # --- questions -------------------------------------------------------------------------------------
@@ -752,10 +745,11 @@ def create_app(
         response_model=Answer,
         dependencies=read_deps,
         summary="Answer a question from the documents, with citations",
-        responses=_errors(400, 401, 413, 422, 502, 503),
+        responses=_errors(400, 401, 403, 413, 422, 502, 503),
     )
-    async def ask(request: AskRequest) -> Answer:
-        return await run_in_threadpool(service.ask, request.question, **_ask_options(request))
+    async def ask(request: AskRequest, http: Request) -> Answer:
+        first, stream = await _start_stream(service, request.question, **_ask_options(request))
+        return await _drain_answer(first, stream, http)
 
     @app.post(
         "/v1/ask/stream",
@@ -774,7 +768,7 @@ def create_app(
                 "content": {"text/event-stream": {"schema": ASK_STREAM_EVENT}},
             }
         }
-        | _errors(400, 401, 413, 422, 502, 503),
+        | _errors(400, 401, 403, 413, 422, 502, 503),
     )
     async def ask_stream(request: AskRequest) -> EventSourceResponse:
         first, stream = await _start_stream(service, request.question, **_ask_options(request))
@@ -800,7 +794,7 @@ def create_app(
     # --- OpenAI compatible --------------------------------------------------------------------------------
     @app.get("/v1/models", tags=["openai"], response_model=ModelList, dependencies=read_deps, responses=_errors(401))
     async def models() -> ModelList:
-        return ModelList(data=[ModelCard(id=name) for name in ("rag", *GENERATORS)])
+        return ModelList(data=[ModelCard(id=name) for name in ("rag", *settings.allowed_generators)])
 
     @app.post(
         "/v1/chat/completions",
@@ -818,9 +812,9 @@ def create_app(
                 "content": {"text/event-stream": {"schema": CHAT_STREAM_EVENT}},
             }
         }
-        | _errors(400, 401, 404, 413, 422, 502, 503),
+        | _errors(400, 401, 403, 404, 413, 422, 502, 503),
     )
-    async def chat_completions(request: ChatCompletionRequest) -> Any:
+    async def chat_completions(request: ChatCompletionRequest, http: Request) -> Any:
         generator = _resolve_model(request.model, settings.generator)
         question, history = _conversation(request.messages)
         options = request.rag or RagOptions()
@@ -829,7 +823,7 @@ def create_app(
         )
         completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         if not request.stream:
-            answer = await _drain_answer(first, stream)
+            answer = await _drain_answer(first, stream, http)
             message = ChatCompletionMessage(content=answer.answer, citations=answer.citations)
             return ChatCompletion(
                 id=completion_id,
@@ -906,8 +900,11 @@ def create_app(
                 continue
             source = safe_filename(filename)
             if report.skipped:
-                reason = "; ".join(s["reason"] for s in report.skipped)
-                results.append(UploadedFile(filename=filename, source=source, outcome="skipped", reason=reason))
+                reason = "Could not be indexed: " + "; ".join(s["reason"] for s in report.skipped)
+                failures.append((422, reason))
+                results.append(
+                    UploadedFile(filename=filename, source=source, outcome="skipped", reason=reason, status=422)
+                )
             else:
                 outcome = "added" if report.added else "updated" if report.updated else "unchanged"
                 results.append(UploadedFile(filename=filename, source=source, outcome=outcome))
@@ -970,7 +967,36 @@ def create_app(
     )
     async def index_status() -> IndexStatus:
         status = await run_in_threadpool(service.status)
-        return IndexStatus(**status, activity=state.activity)
+        shown = status | {
+            "store": "server" if settings.chroma_url else "embedded",
+            "corpus_dir": FilePath(status["corpus_dir"]).name,
+        }
+        return IndexStatus(**shown, activity=state.activity)
+
+    @app.get(
+        "/v1/metrics/answers",
+        tags=["health"],
+        response_model=AnswerCounts,
+        dependencies=read_deps,
+        summary="Answers started, finished, cancelled (client gone) and failed since start",
+        responses=_errors(401),
+    )
+    async def answer_counts() -> AnswerCounts:
+        return AnswerCounts(**service.counters.snapshot())
+
+    @app.api_route(
+        "/v1/{path:path}",
+        methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        include_in_schema=False,
+        name=UNKNOWN_API_ROUTE,
+    )
+    async def unknown_v1(path: str, request: Request) -> JSONResponse:
+        """Unknown API paths get our error shape, not the UI's (mounted at `/`, it would answer them); a known
+        path asked with another method gets its 405."""
+        allowed = _methods_for(request)
+        if allowed:
+            return error_response(405, "Method Not Allowed", {"Allow": ", ".join(sorted(allowed))})
+        return error_response(404, f"No API endpoint /v1/{path}; see /docs.")
 
     _document_stream_models(app)
     if with_ui:
@@ -1005,6 +1031,8 @@ def _add_error_handlers(app: FastAPI) -> None:
         extra: dict[str, Any] = {}
         if isinstance(error, ApiError):
             extra = {"code": error.code, "param": error.param}
+        elif isinstance(error, RequestError):
+            extra = {"code": error.code}
         if status >= 500:
             log.warning("%s %s: %s", request.method, request.url.path, error)
         return error_response(status, message, headers, **extra)
@@ -1014,13 +1042,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         message = error.detail if isinstance(error.detail, str) else "Request failed."
         headers = dict(getattr(error, "headers", None) or {})
         if error.status_code == 405:  # Starlette names one route's methods; a path may have several routes
-            allowed = {
-                m
-                for r in request.app.router.routes
-                if r.matches(request.scope)[0] == Match.PARTIAL
-                for m in r.methods or ()
-            }
-            headers["Allow"] = ", ".join(sorted(allowed))
+            headers["Allow"] = ", ".join(sorted(_methods_for(request)))
         return error_response(error.status_code, message, headers)
 
     async def handle_validation(request: Request, error: Exception) -> JSONResponse:
@@ -1033,10 +1055,25 @@ def _add_error_handlers(app: FastAPI) -> None:
         param = ".".join(details[0]["loc"][1:]) if details and len(details[0]["loc"]) > 1 else None
         return error_response(422, summary, param=param or None, details=details)
 
-    for known in (ApiError, ServiceBusyError, DocumentError, IndexBusyError, *UPSTREAM_ERRORS):
+    async def handle_gone(request: Request, error: Exception) -> JSONResponse:
+        log.info("%s %s: the client left; its answer was stopped", request.method, request.url.path)
+        return error_response(499, "Client closed the request.")
+
+    app.add_exception_handler(ClientGone, handle_gone)
+    for known in (ApiError, ServiceBusyError, RequestError, IndexBusyError, *UPSTREAM_ERRORS):
         app.add_exception_handler(known, handle_known)
     app.add_exception_handler(HTTPException, handle_http)
     app.add_exception_handler(RequestValidationError, handle_validation)  # the rest: CatchAllMiddleware
+
+
+def _methods_for(request: Request) -> set[str]:
+    """The methods of the routes that match this path with another method (the /v1 catch-all aside)."""
+    return {
+        method
+        for route in request.app.router.routes
+        if getattr(route, "name", None) != UNKNOWN_API_ROUTE and route.matches(request.scope)[0] == Match.PARTIAL
+        for method in getattr(route, "methods", None) or ()
+    }
 
 
 def _ask_options(request: AskRequest) -> dict[str, Any]:
@@ -1081,16 +1118,23 @@ def _conversation(messages: list[ChatMessage]) -> tuple[str, list[dict[str, str]
     return question, history
 
 
-async def _drain_answer(first: StreamEvent, stream: _ThreadedStream) -> Answer:
+async def _drain_answer(first: StreamEvent, stream: _ThreadedStream, request: Request) -> Answer:
+    """The final answer of a stream; a client that disconnects stops the work at the next step."""
     event: Any = first
     try:
         while event is not _END:
             if event.type == "final" and event.answer is not None:
                 return event.answer
+            if await request.is_disconnected():
+                raise ClientGone()
             event = await stream.next()
     finally:
         stream.close_soon()
     raise RuntimeError("the answer stream ended without a final event")
+
+
+class ClientGone(Exception):
+    """The client closed the connection; nobody reads the response."""
 
 
 def _refresh_result(report: RefreshReport, settings: Settings) -> RefreshResult:
@@ -1106,9 +1150,10 @@ def _refresh_result(report: RefreshReport, settings: Settings) -> RefreshResult:
 
 
 def _mount_ui(app: FastAPI, service: RagService) -> None:
-    """Mount ui.app.build_ui(service) at `/` when the UI module exists; the API works without it."""
+    """Mount the UI at `/` through ui.app.mount_ui (its one mount path: upload limits, served paths, key) when
+    the UI module exists; the API works without it."""
     try:
-        from ui.app import build_ui  # type: ignore[import-not-found]
+        from ui.app import mount_ui  # type: ignore[import-not-found]
     except ModuleNotFoundError as error:
         if error.name not in {"ui", "ui.app"}:
             log.exception("the UI could not be imported; serving the API only")
@@ -1117,9 +1162,7 @@ def _mount_ui(app: FastAPI, service: RagService) -> None:
         log.exception("the UI could not be imported; serving the API only")
         return
     try:
-        import gradio
-
-        gradio.mount_gradio_app(app, build_ui(service), path="/")
+        mount_ui(app, service)
     except Exception:
         log.exception("the UI could not be built; serving the API only")
 

@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--no-ui", action="store_true", help="serve the API only, without the UI at /")
-    p.add_argument("--no-index", action="store_true", help="do not index the corpus dir when the index is empty")
+    p.add_argument("--no-index", action="store_true", help="do not reconcile the corpus dir with the index at start-up")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("status", help="what is indexed")

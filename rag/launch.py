@@ -71,8 +71,10 @@ def start_server(
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
     timeout: float = 400,
+    headers: Mapping[str, str] | None = None,
 ) -> ChildServer:
-    """Start `command(port)` on a free loopback port; return once GET `ready_path` answers 200.
+    """Start `command(port)` on a free loopback port; return once GET `ready_path` (sent with `headers`)
+    answers 200.
 
     Raises ServerNotReady (after stopping the child) when it exits or does not answer within `timeout` seconds.
     """
@@ -85,7 +87,8 @@ def start_server(
         if process.poll() is not None:
             raise ServerNotReady(f"the server exited with {process.returncode}:\n{server.log_tail()}")
         try:
-            with urllib.request.urlopen(server.url + ready_path, timeout=2) as response:
+            request = urllib.request.Request(server.url + ready_path, headers=dict(headers or {}))
+            with urllib.request.urlopen(request, timeout=2) as response:
                 if response.status == 200:
                     return server
         except (OSError, urllib.error.URLError):
@@ -100,7 +103,9 @@ def start_rag_serve(
     root: Path, settings_env: Mapping[str, str], *, timeout: float = 400, options: Sequence[str] = ("--no-ui",)
 ) -> ChildServer:
     """`rag serve` run in `root` (its log in root/server.log) with these environment settings and none of this
-    process's RAG_* ones; returns once /readyz answers 200, that is once the index is ready."""
+    process's RAG_* ones; returns once /readyz answers 200, that is once the index is ready (asked with the
+    settings' RAG_API_KEY, which /readyz needs when RAG_API_KEY_FOR_READ is true)."""
+    key = settings_env.get("RAG_API_KEY")
     return start_server(
         lambda port: rag_serve_command(port, *options),
         ready_path="/readyz",
@@ -108,4 +113,5 @@ def start_rag_serve(
         cwd=root,
         env=child_env(settings_env),
         timeout=timeout,
+        headers={"Authorization": f"Bearer {key}"} if key else None,
     )

@@ -8,6 +8,7 @@ document set it was built from, so a reader can tell when another process has re
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 _ELISION = re.compile(r"^(?:l|d|qu|j|n|s|c|m|t|jusqu|lorsqu|puisqu)['’]", re.IGNORECASE)
 _TOKEN = re.compile(r"[\w'’]+", re.UNICODE)
@@ -132,12 +135,65 @@ class LexicalIndex:
 
     @classmethod
     def load(cls, directory: Path) -> LexicalIndex | None:
-        """The persisted index, or None if there is none (or it is unreadable, which a refresh repairs)."""
+        """The persisted index, or None if there is none or it is damaged in any way (a file missing, truncated
+        or overwritten, metadata that does not match the matrix): the index is derived data, so the caller
+        rebuilds it from the store instead of failing questions on it."""
         import bm25s
 
-        try:
-            meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
-            retriever = bm25s.BM25.load(str(directory / "bm25")) if meta["ids"] else None
-        except (OSError, ValueError, KeyError):
+        if not directory.exists():
             return None
-        return cls(meta["ids"], meta["sources"], retriever, meta["fingerprint"])
+        try:
+            ids, sources, fingerprint = _read_meta(directory / "meta.json")
+            retriever = None
+            if ids or (directory / "bm25").exists():  # `save` writes a matrix exactly when there are chunks
+                retriever = bm25s.BM25.load(str(directory / "bm25"))
+                _check_matrix(retriever, len(ids))
+        except Exception as error:  # json, numpy and bm25s raise many kinds on damaged files; all mean rebuild
+            log.warning("Lexical index in %s unusable, rebuilding it: %s: %s", directory, type(error).__name__, error)
+            return None
+        return cls(ids, sources, retriever, fingerprint)
+
+
+def _read_meta(path: Path) -> tuple[list[str], list[str], str]:
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(meta, dict):
+        raise ValueError(f"meta.json holds a {type(meta).__name__}, not an object")
+    ids, sources, fingerprint = meta.get("ids"), meta.get("sources"), meta.get("fingerprint")
+    if not (_strings(ids) and _strings(sources) and isinstance(fingerprint, str)):
+        raise ValueError("meta.json lacks ids, sources or fingerprint, or one has the wrong type")
+    if len(ids) != len(sources):
+        raise ValueError(f"meta.json has {len(ids)} ids but {len(sources)} sources")
+    return ids, sources, fingerprint
+
+
+def _strings(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _check_matrix(retriever, documents: int) -> None:
+    """Raise ValueError unless `retriever` is what `LexicalIndex.build` makes for `documents` chunks: then no
+    query can index outside its arrays (an error at question time) or read scores that are not scores."""
+    import bm25s
+
+    built = bm25s.BM25()
+    parameters = ("k1", "b", "delta", "method", "idf_method", "dtype", "int_dtype")
+    if any(getattr(retriever, name) != getattr(built, name) for name in parameters):
+        raise ValueError("BM25 parameters differ from the ones the index is built with")
+    scores, vocabulary = retriever.scores, retriever.vocab_dict
+    if type(scores["num_docs"]) is not int or scores["num_docs"] != documents:
+        raise ValueError(f"the BM25 matrix has {scores['num_docs']!r} documents for {documents} chunk ids")
+    data, indices, indptr = (np.asarray(scores[name]) for name in ("data", "indices", "indptr"))
+    if not (data.ndim == indices.ndim == indptr.ndim == 1 and data.dtype.kind == "f"):
+        raise ValueError("BM25 arrays of the wrong shape or type")
+    if indices.dtype.kind not in "iu" or indptr.dtype.kind not in "iu" or not np.isfinite(data).all():
+        raise ValueError("BM25 arrays of the wrong type, or scores that are not finite")
+    if len(indptr) == 0 or indptr[0] != 0 or indptr[-1] != len(data) or len(indices) != len(data):
+        raise ValueError("BM25 column pointers do not match the scores")
+    if np.any(indptr[1:] < indptr[:-1]) or (len(indices) and (indices.min() < 0 or indices.max() >= documents)):
+        raise ValueError("BM25 column pointers or document numbers out of range")
+    # bm25s adds "" to the vocabulary one column past the matrix; `analyze` never yields it.
+    columns = len(indptr) - 1
+    if not isinstance(vocabulary, dict) or any(
+        token and (type(column) is not int or not 0 <= column < columns) for token, column in vocabulary.items()
+    ):
+        raise ValueError("the BM25 vocabulary does not match the matrix")

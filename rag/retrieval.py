@@ -10,6 +10,7 @@ Two corrections make fusion work on a bilingual corpus:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
@@ -72,8 +73,8 @@ class HybridRetriever:
         language: Language | None = None,
     ) -> list[Passage]:
         """The k best passages, numbered 1..k, best first."""
-        language = language or detect_language(query)
         queries = sub_queries(query)
+        language = language or detect_language(queries[0])
         vectors = np.asarray([self.embed_query(q) for q in queries], dtype=np.float32)
         merged: dict[str, _Candidate] = {}
         with self.guard():
@@ -159,12 +160,34 @@ class HybridRetriever:
         return [c for c in ranked if id(c) in kept]
 
 
+# Real multi-part questions have two or three sentences ("The article says X. Under the GDPR, when is Y
+# allowed?"): the whole question and its first three distinct sentences cover them, while each sub-query costs
+# an embedding, four vector searches and a BM25 search, so a pasted page must not become hundreds of them.
+MAX_SUB_QUERIES = 4
+# What retrieval reads of a question: e5 embeds 512 tokens at most anyway (about 2,000 characters), and BM25
+# over a pasted text only costs time. The service has its own, separate limit on questions.
+MAX_QUERY_CHARS = 2000
+_LAST_WORD = re.compile(r"\s+\S*\Z")
+
+
 def sub_queries(query: str) -> list[str]:
-    """The question, plus each of its sentences when it has several ("The article says X. Under the GDPR,
-    when is Y allowed?"): each part finds its own document, which the whole question may not."""
-    parts = [query[s:e] for s, e in split_sentences(query)]
-    parts = [p for p in parts if len(p.split()) >= 4]
-    return [query, *parts] if len(parts) > 1 else [query]
+    """The question (its first MAX_QUERY_CHARS characters), plus each of its distinct sentences when it has
+    several, up to MAX_SUB_QUERIES in all: each part finds its own document, which the whole question may not."""
+    if len(query) > MAX_QUERY_CHARS:
+        head = query[:MAX_QUERY_CHARS]
+        query = _LAST_WORD.sub("", head) or head  # its last word may be cut: BM25 would look up the stump
+    seen = {_folded(query)}
+    parts = []
+    for start, end in split_sentences(query):
+        part = query[start:end]
+        if len(part.split()) >= 4 and _folded(part) not in seen:
+            seen.add(_folded(part))
+            parts.append(part)
+    return [query, *parts[: MAX_SUB_QUERIES - 1]] if len(parts) > 1 else [query]
+
+
+def _folded(text: str) -> str:
+    return " ".join(text.casefold().split())
 
 
 def merge_neighbours(ranked: list[_Candidate]) -> list[_Candidate]:

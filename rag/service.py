@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import re
 import threading
 import time
@@ -24,21 +25,32 @@ from index.refresh import (
     documents_fingerprint,
     index_lock,
 )
+from index.types import size_limit_reason
 from rag.lexical import LexicalIndex
 from rag.schema import Answer, StreamEvent
 from rag.settings import Settings
+from rag.startup import STAGED_UPLOAD_SUFFIX, Startup
 from rag.store import ChromaStore, DocumentRecord, known_roots, open_chroma_store, swap_in
 
 # How long a reader trusts its lexical index before checking the store for another process's refresh.
 _LEXICAL_RECHECK_SECONDS = 2.0
+# Earlier turns kept for a follow-up, each cut to the question limit: the rewrite needs the recent context only.
+_HISTORY_TURNS = 10
+# File names are stored as given; most file systems cap a name at 255 bytes, and the staged copy adds a few.
+MAX_FILENAME_BYTES = 200
 
 
-class DocumentError(ValueError):
-    """A document request that cannot be honoured; `status` is the HTTP status that fits."""
+class RequestError(ValueError):
+    """A request that cannot be honoured as asked; `status` is the HTTP status that fits, `code` a stable name."""
 
-    def __init__(self, message: str, status: int = 400):
+    def __init__(self, message: str, status: int = 400, code: str | None = None):
         super().__init__(message)
         self.status = status
+        self.code = code
+
+
+class DocumentError(RequestError):
+    """A document request (upload, delete, source text) that cannot be honoured."""
 
 
 class ReadWriteLock:
@@ -129,6 +141,16 @@ class RagService:
         self._lexical_checked = 0.0
         self._open_lock = threading.RLock()  # components open one another
         self.rw = ReadWriteLock()
+        self.startup = Startup(self)  # the one start-up task, started by whichever front end serves first
+        self.counters = AnswerCounters()
+
+    def check_key(self, given: str | None) -> bool:
+        """Whether `given` is the API key (compared in constant time); any value passes when no key is set.
+        The one check behind every write, on every route: the HTTP API's bearer header and the UI's key field."""
+        key = self.settings.api_key
+        if key is None:
+            return True
+        return given is not None and hmac.compare_digest(given.encode(), key.get_secret_value().encode())
 
     # --- components, opened on first use ------------------------------------------------------
     @property
@@ -215,11 +237,15 @@ class RagService:
             chunk_overlap=self.settings.chunk_overlap,
             on_progress=on_progress,
             after_write=after_write,
+            max_file_bytes=self.settings.max_upload_bytes,
         )
 
     def _rebuild(self, targets: list[Path], on_progress) -> RefreshReport:
         """Build a complete new index aside; the live one keeps answering and is replaced only on success."""
         roots = {p.resolve() for p in targets} | {Path(r) for r in known_roots(self.settings) if Path(r).exists()}
+        # A folder's own README is indexed only when given on purpose (an upload): keep those the index holds.
+        given = {Path(r.path) for r in self.store.documents().values() if Path(r.path).stem.upper() == "README"}
+        roots |= {path for path in given if path.is_file()}
         embedder = self.embedder
         building = open_chroma_store(self.settings, embedder.model_name, embedder.dimension, building=True)
         report = self._refresher(building, on_progress).run(sorted(roots), prune=False)
@@ -268,7 +294,7 @@ class RagService:
             allowed = ", ".join(sorted(SUPPORTED_SUFFIXES))
             raise DocumentError(f"Unsupported file type {Path(name).suffix or '(none)'}; allowed: {allowed}", 415)
         if len(data) > self.settings.max_upload_bytes:
-            raise DocumentError(f"File too large: {len(data)} bytes (limit {self.settings.max_upload_bytes}).", 413)
+            raise DocumentError(size_limit_reason(len(data), self.settings.max_upload_bytes), 413, "file_too_large")
         corpus = self.settings.corpus_dir.resolve()
         corpus.mkdir(parents=True, exist_ok=True)
         target = (corpus / name).resolve()
@@ -278,7 +304,7 @@ class RagService:
             raise DocumentError(f"A different document named {name} already exists; pass replace=true.", 409)
         with self._indexing():
             previous = target.read_bytes() if target.exists() else None
-            staging = target.with_name(f".{name}.upload")
+            staging = target.with_name(f".{name}{STAGED_UPLOAD_SUFFIX}")
             staging.write_bytes(data)
             staging.replace(target)
             report = self._refresh_locked([target])
@@ -375,22 +401,74 @@ class RagService:
         k: int | None = None,
         sources: Sequence[str] | None = None,
         generator: str | None = None,
+        cancel: threading.Event | None = None,
     ) -> Iterator[StreamEvent]:
-        """Stream events (tokens, citations, then one final answer); see `rag.schema.StreamEvent`."""
-        question = question.strip()
+        """Stream events (tokens, citations, then one final answer); see `rag.schema.StreamEvent`.
+
+        Every front end comes through here, so the bounds hold on every route: the question length, the
+        history kept, the generators the operator allows. A client that leaves sets `cancel` (checked between
+        generated tokens, so a step that holds text back for verification stops too) or closes the iterator;
+        either way the work stops and is counted as cancelled."""
+        question = self.check_question(question)
+        name = self.check_generator(generator)
+        limit = self.settings.max_question_chars
+        kept = [
+            {"role": str(turn.get("role", "")), "content": str(turn.get("content", ""))[:limit]}
+            for turn in list(history)[-_HISTORY_TURNS:]
+        ]
+        chosen, fallback = self.generator(name)
+        if cancel is not None:
+            chosen = StoppableGenerator(chosen, cancel)
+        self.counters.add("started")
+        finished = False
+        try:
+            turn = self.queue.turn() if chosen.name == "local" else nullcontext()
+            with turn:
+                yield from self.chain.stream(
+                    question,
+                    history=kept,
+                    k=k or self.settings.k,
+                    sources=sources,
+                    generator=chosen,
+                    fallback_reason=fallback,
+                )
+            finished = True
+        except AnswerCancelled:
+            self.counters.add("cancelled")
+        except GeneratorExit:
+            self.counters.add("cancelled")
+            raise
+        except Exception:
+            self.counters.add("failed")
+            raise
+        finally:
+            if finished:
+                self.counters.add("finished")
+
+    def check_question(self, question: str) -> str:
+        """The question stripped, or a RequestError: empty, or over the one length limit of every route."""
+        question = (question or "").strip()
         if not question:
-            raise ValueError("The question is empty.")
-        chosen, fallback = self.generator(generator)
-        turn = self.queue.turn() if chosen.name == "local" else nullcontext()
-        with turn:
-            yield from self.chain.stream(
-                question,
-                history=history,
-                k=k or self.settings.k,
-                sources=sources,
-                generator=chosen,
-                fallback_reason=fallback,
+            raise RequestError("The question is empty.", 400, "empty_question")
+        limit = self.settings.max_question_chars
+        if len(question) > limit:
+            raise RequestError(
+                f"Question too long: {len(question):,} characters (limit {limit:,}).", 413, "question_too_long"
             )
+        return question
+
+    def check_generator(self, name: str | None) -> str:
+        """`name` (default: the configured one) if the operator allows clients to choose it."""
+        chosen = name or self.settings.generator
+        allowed = self.settings.allowed_generators
+        if chosen not in allowed:
+            raise RequestError(
+                f"The generator {chosen!r} is not enabled on this server; enabled: {', '.join(allowed)} "
+                "(RAG_GENERATORS_ALLOWED).",
+                403,
+                "generator_not_allowed",
+            )
+        return chosen
 
     def ask(self, question: str, **options: Any) -> Answer:
         final = None
@@ -410,20 +488,57 @@ class RagService:
             "fallback_reason": self._fallbacks.get(self.settings.generator),
         }
 
-    def warm_up(self, on_progress: Callable[[str], None] | None = None) -> None:
-        """Load everything a first question needs, so that question is not the one that waits."""
+    def warm_up(self) -> None:
+        """Load what a first question needs, in this thread (benches, tests); servers use `startup` instead."""
+        self.embedder.embed_query("warm up")
+        self.lexical()
+        self.warm_generator()
+
+    def warm_generator(self) -> None:
+        """Load the configured generator (and the local model's prompt cache), so no first question waits."""
         from rag.generation import ChatGenerator
 
-        report = on_progress or (lambda message: None)
-        report("loading the embedding model")
-        self.embedder.embed_query("warm up")
-        report("opening the index")
-        self.lexical()
-        report(f"loading the {self.settings.generator} generator")
         generator, _ = self.generator()
         if self.settings.generator == "local" and isinstance(generator, ChatGenerator):
             generator.warm_prefix()
-        report("ready")
+
+
+class AnswerCancelled(Exception):
+    """The client asked to stop (it left); raised between generated tokens."""
+
+
+class StoppableGenerator:
+    """A generator whose token stream ends as soon as `cancel` is set."""
+
+    def __init__(self, inner: Any, cancel: threading.Event):
+        self._inner = inner
+        self._cancel = cancel
+        self.name = inner.name
+
+    def stream(self, request: Any) -> Iterator[str]:
+        for token in self._inner.stream(request):
+            if self._cancel.is_set():
+                raise AnswerCancelled()
+            yield token
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self._inner, attribute)
+
+
+class AnswerCounters:
+    """Answers started, finished, cancelled (the client left) and failed, since the process started."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts = {"started": 0, "finished": 0, "cancelled": 0, "failed": 0}
+
+    def add(self, name: str) -> None:
+        with self._lock:
+            self._counts[name] += 1
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
 
 
 class GeneratorUnavailable(RuntimeError):
@@ -487,6 +602,9 @@ def safe_filename(filename: str) -> str:
     """A plain file name: no directories, no traversal, no control or shell characters, no hidden files."""
     name = unicodedata.normalize("NFC", filename.replace("\\", "/").split("/")[-1]).strip()
     name = _UNSAFE.sub("_", name).strip(" .")
-    if not name or name in {".", ".."} or len(name) > 200:
+    if not name or name in {".", ".."}:
         raise DocumentError("Invalid file name.", 400)
+    size = len(name.encode("utf-8"))
+    if size > MAX_FILENAME_BYTES:
+        raise DocumentError(f"File name too long: {size} bytes in UTF-8 (limit {MAX_FILENAME_BYTES}).", 400)
     return name

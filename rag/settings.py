@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal, get_args
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_EMBEDDING_MODEL = "multilingual-e5-small"
 
@@ -46,6 +46,10 @@ class Settings(BaseSettings):
 
     # generation
     generator: GeneratorName = "local"
+    generators_allowed: Annotated[list[GeneratorName], NoDecode] = Field(
+        default_factory=list,
+        description="Generators a client may pick, comma-separated; empty: the configured one and extractive.",
+    )
     llm_threads: int = Field(default_factory=lambda: os.cpu_count() or 2, ge=1)
     llm_context: int = Field(4096, ge=512)
     llm_max_tokens: int = Field(320, ge=16)
@@ -62,8 +66,27 @@ class Settings(BaseSettings):
     # HTTP API
     api_key: SecretStr | None = Field(None, description="When set, write endpoints need 'Authorization: Bearer'.")
     api_key_for_read: bool = False
-    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1)
+    max_upload_bytes: int = Field(
+        20 * 1024 * 1024, ge=1, description="Largest document accepted: uploads (API and UI) and `rag index`."
+    )
+    upload_cache_bytes: int = Field(
+        512 * 1024 * 1024, ge=1, description="Room for the UI's not-yet-indexed uploads; beyond it uploads wait (503)."
+    )
+    max_question_chars: int = Field(4000, ge=16, description="Longest question, on every route.")
     generation_queue_size: int = Field(4, ge=1)
+
+    @field_validator("generators_allowed", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
+    @property
+    def allowed_generators(self) -> tuple[str, ...]:
+        """What a client may choose: the operator's list, or the configured generator and the extractive one."""
+        chosen = self.generators_allowed or [self.generator, "extractive"]
+        return tuple(name for name in get_args(GeneratorName) if name in chosen)
 
     @property
     def chroma_dir(self) -> Path:

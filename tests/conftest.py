@@ -84,3 +84,42 @@ def chroma_server_url(tmp_path_factory: pytest.TempPathFactory):
         yield server.url
     finally:
         server.stop(timeout=10)
+
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's; Playwright drives it (never `playwright install`)
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A real chromium for the browser tests of one module (skipped where Debian's chromium is missing)."""
+    if not CHROMIUM.exists():
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+ANSWER_TIMEOUT_MS = 120_000  # a whole answer in the browser, on 2 busy cores
+
+
+def ask_in_page(page, question: str):
+    """Type a question in the chat UI, send it with Enter, wait for the final answer (its timing line) and
+    return it; an error notice fails the test."""
+    answers = page.locator("#rag-chat .rag-answer")
+    before = answers.count()
+    page.locator("#rag-question textarea").fill(question)
+    page.locator("#rag-question textarea").press("Enter")
+    answer = answers.nth(before)
+    answer.locator(".meta, .notice.error").first.wait_for(timeout=ANSWER_TIMEOUT_MS)
+    assert answer.locator(".notice.error").count() == 0, answer.inner_text()
+    return answer

@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 from conftest import RELATED, REPO
+from test_loaders import LINK_OUTSIDE, pdf_bomb
 
-from index.loaders import load_document
-from index.refresh import IndexBusyError, index_lock
+from index import refresh
+from index.loaders import MAX_PAGE_CHARS, load_document
+from index.refresh import IndexBusyError, Refresher, index_lock
+from index.types import size_limit_reason
 from index.watch import watch
 from rag.service import RagService
 from rag.store import ChromaStore, IndexMismatchError
@@ -216,3 +219,83 @@ def test_surrounding_text_places_a_quote_in_its_document(small):
     text, start = small.surrounding_text("notes.md", chunk.start, chunk.end, chars=40)
     assert text[chunk.start - start : chunk.end - start] == chunk.text
     assert len(text) > len(chunk.text)
+
+
+def test_pdf_bomb_is_skipped_while_the_other_files_index(small):
+    corpus = small.settings.corpus_dir.resolve()
+    (corpus / "bomb.pdf").write_bytes(pdf_bomb())
+    (corpus / "after.txt").write_text("Le rapport annuel a été publié à Rennes.\n", encoding="utf-8")
+    started = time.perf_counter()
+    report = small.refresh()
+    elapsed = time.perf_counter() - started
+    assert report.skipped == [
+        {"path": str(corpus / "bomb.pdf"), "reason": f"PDF page 1 too long: over {MAX_PAGE_CHARS} characters"}
+    ]
+    assert report.added == 1 and "after.txt" in {r.source for r in small.documents()}
+    assert elapsed < 30, f"refresh took {elapsed:.1f}s"
+    assert small.refresh().skipped == report.skipped  # the lock was released and the bomb is still refused
+
+
+def test_links_leaving_the_corpus_are_not_followed(small, tmp_path, monkeypatch):
+    corpus = small.settings.corpus_dir.resolve()
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "secret.txt").write_text("Le code du coffre est 4812.\n", encoding="utf-8")
+    (corpus / "secret.txt").symlink_to(tmp_path / "outside" / "secret.txt")
+    (corpus / "alias.txt").symlink_to(corpus / "legacy.txt")
+    skipped = [{"path": str(corpus / "secret.txt"), "reason": LINK_OUTSIDE}]
+
+    report = small.refresh()
+    assert report.skipped == skipped
+    assert report.added == 1  # alias.txt: a link inside the corpus is followed
+    assert "secret.txt" not in {r.source for r in small.documents()}
+
+    # An index built before links were checked holds the link: the next refresh removes it, later ones
+    # do not bring it back.
+    monkeypatch.setattr(refresh, "_links_outside", lambda path, root: False)
+    assert small.refresh().added == 1
+    assert "secret.txt" in {r.source for r in small.documents()}
+    monkeypatch.undo()
+    report = small.refresh()
+    assert (report.deleted, report.skipped) == (1, skipped)
+    report = small.refresh()
+    assert (report.added, report.deleted, report.skipped) == (0, 0, skipped)
+    assert not any("4812" in c.text for c in small.store.chunks())
+
+
+def test_an_uploaded_readme_is_kept_by_folder_refreshes(small):
+    corpus = small.settings.corpus_dir
+    readme = corpus / "README.md"
+    readme.write_text("# Corpus\n\nCe dossier contient les documents du chatbot.\n", encoding="utf-8")
+    assert small.refresh().added == 0  # the folder's own description is not one of its documents
+
+    readme.write_text("# Guide Zéphyr\n\nLe guide du projet Zéphyr est mis à jour chaque trimestre.\n", "utf-8")
+    assert small.refresh([readme]).added == 1  # as an upload does: the file given directly
+    report = small.refresh()
+    assert (report.unchanged, report.deleted) == (4, 0)
+    assert "README.md" in {r.source for r in small.documents()}
+
+    readme.write_text("# Guide Zéphyr\n\nLe guide du projet Zéphyr est mis à jour chaque mois.\n", "utf-8")
+    assert small.refresh().updated == 1
+    assert any("chaque mois" in c.text for c in small.store.chunks(["README.md"]))
+
+    small.delete_document("README.md")
+    assert not readme.exists()
+    assert "README.md" not in {r.source for r in small.documents()}
+
+
+def test_files_over_the_size_limit_are_skipped(small):
+    corpus = small.settings.corpus_dir.resolve()
+    (corpus / "big.txt").write_text("Une ligne de texte ordinaire.\n" * 60_000, encoding="utf-8")  # 1.7 MB
+    settings = small.settings
+    refresher = Refresher(
+        small.store,
+        small.embedder,
+        chunk_size=settings.chunk_size,
+        chunk_overlap=settings.chunk_overlap,
+        max_file_bytes=1024 * 1024,
+    )
+    report = refresher.run([corpus])
+    assert report.skipped == [{"path": str(corpus / "big.txt"), "reason": "too large: 1.7 MB, limit 1 MB"}]
+    assert (report.added, report.unchanged) == (0, 3)
+    assert "big.txt" not in {r.source for r in small.documents()}
+    assert size_limit_reason(20 * 1024 * 1024 + 1, 20 * 1024 * 1024) == "too large: 20.0 MB, limit 20 MB"

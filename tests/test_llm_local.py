@@ -328,7 +328,7 @@ def test_warm_prefix_leaves_only_the_question_to_evaluate(local_model: llm_local
     generator = ChatGenerator("local", local_model)
     local_model.llama.reset()
     generator.warm_prefix()
-    prompt = generator.chain.first.invoke(
+    prompt = generator.prompt.invoke(
         {"context": f"[1] (Doc) {CONTEXT_FR}", "question": "Quand la tour a-t-elle été inaugurée ?", "answer_in": ""}
     )
     messages = prompt.to_messages()

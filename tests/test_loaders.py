@@ -11,15 +11,17 @@ from pathlib import Path
 import pytest
 from conftest import RELATED, REPO
 from pypdf import PdfWriter
+from pypdf.generic import ArrayObject, DecodedStreamObject, DictionaryObject, NameObject
 from selectolax.lexbor import LexborHTMLParser
 
-from index.loaders import decode_text, load_document
+from index.loaders import MAX_PAGE_CHARS, decode_text, load_document
 from index.refresh import discover
 from index.types import Document, LoadError
 
 CORPUS = REPO / "corpus"
 # The documents a refresh indexes (corpus/README.md describes the folder and is not one of them).
 CORPUS_FILES = sorted(f.path for f in discover([CORPUS, RELATED])[0])
+LINK_OUTSIDE = "symbolic link to outside the folder: not followed"
 AI_ACT = RELATED / "eu_ai_act_2024_1689_art2_chapter_v_gpai_art113_en.html"
 CNIL = RELATED / "cnil_guide_rgpd_equipe_developpement_fr.html"
 PAPER = RELATED / "deepseek_r1_paper_en.pdf"
@@ -261,6 +263,95 @@ def _pdf_bytes(encrypt: bool = False) -> bytes:
     buffer = io.BytesIO()
     writer.write(buffer)
     return buffer.getvalue()
+
+
+def pdf_bomb(pages: int = 200) -> bytes:
+    """A ~45 KB PDF whose pages all draw one shared content stream of 240k characters of text (48M in all)."""
+    stream = DecodedStreamObject()
+    stream.set_data((b"BT /F1 12 Tf 10 10 Td (" + b"x" * 100 + b") Tj ET\n") * 2400)
+    font = DictionaryObject(
+        {
+            NameObject("/Type"): NameObject("/Font"),
+            NameObject("/Subtype"): NameObject("/Type1"),
+            NameObject("/BaseFont"): NameObject("/Helvetica"),
+        }
+    )
+    resources = DictionaryObject({NameObject("/Font"): DictionaryObject({NameObject("/F1"): font})})
+    writer = PdfWriter()
+    first = writer.add_blank_page(width=200, height=200)
+    first.replace_contents(ArrayObject([stream.flate_encode()]))
+    shared = first[NameObject("/Contents")]  # one indirect reference to the stream, reused by every page
+    for number in range(pages):
+        page = first if number == 0 else writer.add_blank_page(width=200, height=200)
+        page[NameObject("/Contents")] = shared
+        page[NameObject("/Resources")] = resources
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue()
+
+
+def test_pdf_bomb_stops_at_its_first_page(tmp_path: Path) -> None:
+    data = pdf_bomb()
+    assert len(data) < 60_000
+    path = write(tmp_path, "bomb.pdf", data)
+    started = time.perf_counter()
+    with pytest.raises(LoadError) as info:
+        load_document(path, tmp_path)
+    elapsed = time.perf_counter() - started
+    assert info.value.reason == f"PDF page 1 too long: over {MAX_PAGE_CHARS} characters"
+    assert elapsed < 30, f"the bomb took {elapsed:.1f}s"  # measured ~0.3 s: one page, not 200
+
+
+@pytest.mark.parametrize(
+    ("bound", "reason"),
+    [
+        ({"max_pdf_pages": 10}, "PDF too long: 22 pages, limit 10"),
+        ({"max_document_chars": 20_000}, "PDF text too long: over 20000 characters"),
+        ({"max_page_chars": 1_000}, "PDF page 1 too long: over 1000 characters"),
+        ({"max_extraction_seconds": 0}, "PDF extraction too slow: over 0 s"),
+    ],
+    ids=lambda v: next(iter(v)) if isinstance(v, dict) else "",
+)
+def test_pdf_bounds_can_be_overridden(bound: dict[str, int], reason: str) -> None:
+    with pytest.raises(LoadError) as info:
+        load_document(PAPER, PAPER.parent, **bound)
+    assert info.value.reason == reason
+
+
+# ---------------------------------------------------------------------------------------------- discovery
+
+
+def test_discovery_does_not_follow_links_out_of_the_folder(tmp_path: Path) -> None:
+    corpus, outside = tmp_path / "corpus", tmp_path / "outside"
+    (outside / "dir").mkdir(parents=True)
+    (outside / "secret.txt").write_text("Secret.\n", encoding="utf-8")
+    (outside / "dir" / "more.md").write_text("# More\n", encoding="utf-8")
+    (corpus / "sub").mkdir(parents=True)
+    (corpus / "sub" / "real.txt").write_text("Real.\n", encoding="utf-8")
+    (corpus / "secret.txt").symlink_to(outside / "secret.txt")
+    (corpus / "outdir").symlink_to(outside / "dir", target_is_directory=True)
+    (corpus / "up").symlink_to(tmp_path, target_is_directory=True)
+    (corpus / "alias.txt").symlink_to(corpus / "sub" / "real.txt")
+    (corpus / "subdir").symlink_to(corpus / "sub", target_is_directory=True)
+    (corpus / "notes").symlink_to(outside / "secret.txt")  # not a supported name: ignored, as a plain file is
+
+    files, roots, skipped = discover([corpus])
+
+    assert roots == [corpus.resolve()]
+    assert [f.source for f in files] == ["alias.txt", "sub/real.txt"]  # inside links: files followed, dirs not
+    assert {Path(s["path"]).name: s["reason"] for s in skipped} == {
+        "secret.txt": LINK_OUTSIDE,
+        "outdir": LINK_OUTSIDE,
+        "up": LINK_OUTSIDE,
+    }
+
+
+def test_discovery_passes_over_the_folder_readme_unless_given(tmp_path: Path) -> None:
+    (tmp_path / "README.md").write_text("# This folder\n", encoding="utf-8")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "readme.txt").write_text("A document of its own.\n", encoding="utf-8")
+    assert [f.source for f in discover([tmp_path])[0]] == ["sub/readme.txt"]
+    assert [f.source for f in discover([tmp_path / "README.md"])[0]] == ["README.md"]
 
 
 # ---------------------------------------------------------------------------------------------- bad files

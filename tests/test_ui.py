@@ -13,20 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import ANSWER_TIMEOUT_MS, CHROMIUM, REPO, ask_in_page
 
 from rag import launch
 from rag.schema import Answer, Citation
 from ui.app import STRINGS, _mark_stopped, render_answer, render_card
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 DOCS = REPO / "docs"
 QUESTION_FR = "Pourquoi l'Italie a-t-elle interdit DeepSeek ?"
 NOTE_NAME = "note_zorblax.txt"
@@ -36,7 +28,6 @@ NOTE_TEXT = (
     "La récolte du zorblax a lieu chaque année au mois de brumaire.\n"
 )
 NOTE_QUESTION = "Où le zorblax est-il cultivé ?"
-ANSWER_TIMEOUT_MS = 120_000
 
 
 # --- rendering, without a browser --------------------------------------------------------------------------
@@ -118,14 +109,6 @@ def test_stop_marks_an_unfinished_answer_only() -> None:
 # --- in a browser --------------------------------------------------------------------------------------------
 
 
-def _factory() -> str:
-    """The real app when rag/api.py offers its factory, else the UI alone."""
-    api = REPO / "rag" / "api.py"
-    if api.exists() and "def create_app_from_settings" in api.read_text(encoding="utf-8"):
-        return "rag.api:create_app_from_settings"
-    return "ui.app:create_standalone_app"
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[str]:
     if not CHROMIUM.exists():
@@ -152,7 +135,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterat
         "-m",
         "uvicorn",
         "--factory",
-        _factory(),
+        "rag.api:create_app_from_settings",
         "--host",
         "127.0.0.1",
         "--log-level",
@@ -173,28 +156,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterat
         yield child.url + "/"
     finally:
         child.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-def _ask(page, question: str) -> object:
-    """Type a question, send it with Enter, wait for the final answer (its timing line) and return it."""
-    answers = page.locator("#rag-chat .rag-answer")
-    before = answers.count()
-    page.locator("#rag-question textarea").fill(question)
-    page.locator("#rag-question textarea").press("Enter")
-    answer = answers.nth(before)
-    answer.locator(".meta, .notice.error").first.wait_for(timeout=ANSWER_TIMEOUT_MS)
-    assert answer.locator(".notice.error").count() == 0, answer.inner_text()
-    return answer
 
 
 def _cell(table, text: str):
@@ -221,7 +182,7 @@ def test_chat_citations_follow_up_upload_delete(server: str, browser, tmp_path: 
     assert "1 document" in page.locator("#rag-status").inner_text()
 
     # A French question: streamed answer with citation chips; a chip opens its source card.
-    answer = _ask(page, QUESTION_FR)
+    answer = ask_in_page(page, QUESTION_FR)
     assert "Italie" in answer.inner_text()
     chips = answer.locator("button.cite-chip")
     assert chips.count() >= 1
@@ -238,12 +199,12 @@ def test_chat_citations_follow_up_upload_delete(server: str, browser, tmp_path: 
     page.screenshot(path=str(DOCS / "screenshot-chat.png"))
 
     # A follow-up leans on the previous turn.
-    follow_up = _ask(page, "Et quand ?")
+    follow_up = ask_in_page(page, "Et quand ?")
     assert "30 janvier" in follow_up.inner_text()
     assert follow_up.locator("button.cite-chip").count() >= 1
 
     # A question the documents cannot answer is refused, visibly.
-    refusal = _ask(page, "Quelle est la recette de la tarte tatin ?")
+    refusal = ask_in_page(page, "Quelle est la recette de la tarte tatin ?")
     assert refusal.locator(".refused").is_visible()
     assert "Absent des documents" in refusal.inner_text()
 
@@ -265,7 +226,7 @@ def test_chat_citations_follow_up_upload_delete(server: str, browser, tmp_path: 
     page.get_by_role("tab", name="Discussion").click()
     page.locator("#rag-new").click()
     expect(page.locator("#rag-chat .rag-answer")).to_have_count(0)
-    answer = _ask(page, NOTE_QUESTION)
+    answer = ask_in_page(page, NOTE_QUESTION)
     assert "Quenntar" in answer.inner_text()
     answer.locator("button.cite-chip").first.click()
     page.locator("#source-card .source-card").get_by_text(NOTE_NAME).wait_for(timeout=30_000)
@@ -308,7 +269,7 @@ def test_mobile_layout_and_accessibility(server: str, browser) -> None:
     question.focus()
     assert page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle") != "none"
 
-    answer = _ask(page, QUESTION_FR)
+    answer = ask_in_page(page, QUESTION_FR)
     assert answer.locator("button.cite-chip").count() >= 1, answer.inner_text()
     answer.locator("button.cite-chip").first.focus()
     page.keyboard.press("Enter")  # chips are buttons: the keyboard opens them too

@@ -11,26 +11,28 @@ the styles and scripts travel inside the Blocks, so both work), or run it alone 
 from __future__ import annotations
 
 import html
+import json
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from gradio.utils import get_upload_folder
 
 from index.loaders import SUPPORTED_SUFFIXES
 from index.refresh import IndexBusyError, Progress
 from rag.schema import Answer, Citation
-from rag.service import DocumentError, RagService, ServiceBusyError, safe_filename
+from rag.service import DocumentError, RagService, RequestError, ServiceBusyError, safe_filename
 from rag.settings import Settings
+from rag.startup import Startup
 from rag.store import DocumentRecord
+from ui.access import UPLOAD_COOKIE, UploadGuard, discard_upload, upload_token
 
 log = logging.getLogger(__name__)
 
-GENERATORS = ("local", "extractive", "openai", "ollama")
 EXAMPLES = (
     "Pourquoi l'Italie a-t-elle interdit DeepSeek ?",
     "Where does DeepSeek store its data, according to the article?",
@@ -42,6 +44,12 @@ CARD_EXCERPT_CHARS = 220
 CARD_CONTEXT_CHARS = 700
 # How long Stop waits for the cancelled stream's last update before marking the answer as stopped.
 STOP_SETTLE_SECONDS = 0.5
+# Gradio deletes uploads it stored for this UI once they are this old (checked this often): an upload is
+# indexed (and its stored copy removed) within seconds, so an hour-old one was abandoned.
+UPLOAD_CACHE_MAX_AGE_SECONDS = 3600
+UPLOAD_CACHE_SWEEP_SECONDS = 600
+# The passages slider's top: more than this would not fit the local model's context anyway.
+MAX_K = 20
 
 # All interface text, one dict per language. Keys are the same in both; `{name}` fields are str.format'ed.
 STRINGS: dict[str, dict[str, str]] = {
@@ -127,6 +135,16 @@ STRINGS: dict[str, dict[str, str]] = {
         "deleted": "✓ {name} deleted.",
         "index_busy": "Another indexer is running; try again when it has finished.",
         "docs_status_label": "Documents status",
+        "too_large": "{name}: too large: {size}, limit {limit}",
+        "too_long": "Question too long: {size} characters (limit {limit}).",
+        "key_label": "Key to change documents",
+        "key_info": "This server asks for its API key before documents are added, replaced or deleted.",
+        "unlock": "Unlock",
+        "unlocked": "✓ Unlocked: you can add, replace and delete documents.",
+        "wrong_key": "✗ Wrong key.",
+        "key_needed": "✗ Enter the key first: changing documents needs it.",
+        "not_uploaded": "not a file uploaded from this page",
+        "login_message": "This server asks for its API key (RAG_API_KEY): any user name, the key as password.",
     },
     "fr": {
         "title": "Interrogez vos documents",
@@ -212,6 +230,17 @@ STRINGS: dict[str, dict[str, str]] = {
         "deleted": "✓ {name} supprimé.",
         "index_busy": "Une autre indexation est en cours ; réessayez quand elle sera terminée.",
         "docs_status_label": "État des documents",
+        "too_large": "{name} : trop volumineux : {size}, limite {limit}",
+        "too_long": "Question trop longue : {size} caractères (limite {limit}).",
+        "key_label": "Clé pour modifier les documents",
+        "key_info": "Ce serveur demande sa clé d'API avant d'ajouter, remplacer ou supprimer des documents.",
+        "unlock": "Déverrouiller",
+        "unlocked": "✓ Déverrouillé : vous pouvez ajouter, remplacer et supprimer des documents.",
+        "wrong_key": "✗ Clé incorrecte.",
+        "key_needed": "✗ Saisissez d'abord la clé : elle est nécessaire pour modifier les documents.",
+        "not_uploaded": "ce n'est pas un fichier envoyé depuis cette page",
+        "login_message": "Ce serveur demande sa clé d'API (RAG_API_KEY) : n'importe quel nom, la clé comme mot "
+        "de passe.",
     },
 }
 
@@ -320,12 +349,35 @@ CSS = """
 }
 """
 
-# Runs once per page load: routes clicks on citation chips to the hidden "open card" event, and returns
-# the interface language (the user's earlier choice, else the browser's).
+# Runs once per page load: routes clicks on citation chips to the hidden "open card" event, refuses files over
+# the upload limit before they leave the browser (with the message in the page's language), and returns the
+# interface language (the user's earlier choice, else the browser's). __UPLOAD__ is filled in by build_ui.
 JS_ON_LOAD = r"""
 () => {
   if (!window.ragUi) {
     window.ragUi = { chip: "" };
+    const upload = __UPLOAD__;
+    const megabytes = (size, lang, exact) => {
+      const value = size / 1048576;
+      const text = exact && Number.isInteger(value) ? value.toFixed(0) : value.toFixed(1);
+      return lang === "fr" ? `${text.replace(".", ",")} Mo` : `${text} MB`;
+    };
+    const refuseLarge = (event, files) => {
+      const large = Array.from(files || []).filter((file) => file.size > upload.limit);
+      if (!large.length || !event.target.closest?.("#rag-upload")) return;
+      event.preventDefault();
+      event.stopImmediatePropagation();
+      if (event.type === "change") event.target.value = "";
+      const lang = document.documentElement.lang === "fr" ? "fr" : "en";
+      const limit = megabytes(upload.limit, lang, true);
+      const lines = large.map((file) =>
+        upload.messages[lang].replace("{name}", file.name).replace("{size}", megabytes(file.size, lang))
+          .replace("{limit}", limit));
+      const shown = document.querySelector("#rag-upload-error");
+      if (shown) shown.textContent = lines.join(" · ");
+    };
+    document.addEventListener("change", (event) => refuseLarge(event, event.target.files), true);
+    document.addEventListener("drop", (event) => refuseLarge(event, event.dataTransfer?.files), true);
     document.addEventListener("click", (event) => {
       const chip = event.target.closest("button.cite-chip");
       const key = chip && /cite-key-(\d+)-(\d+)/.exec(chip.className);
@@ -357,6 +409,9 @@ JS_DOCUMENT_LANGUAGE = """
   return [lang, key, cited];
 }
 """
+JS_SET_UPLOAD_COOKIE = (
+    "(token) => { if (token) { document.cookie = `" + UPLOAD_COOKIE + "=${token}; path=/; SameSite=Strict`; } }"
+)
 JS_SAVE_LANGUAGE = '(lang) => { window.localStorage.setItem("rag-ui-lang", lang); }'
 JS_OPEN_CARD = "(key, lang, cited) => [window.ragUi?.chip || key, lang, cited]"
 JS_FOCUS_CARD = """
@@ -541,6 +596,14 @@ def render_card(citation: Citation | None, lang: str, context: tuple[str, int] |
 
 
 # --- rendering: status and documents ---------------------------------------------------------------------
+def _megabytes(size: int, lang: str, *, exact: bool = False) -> str:
+    """`size` in MB (1024²) as `lang` writes it, one decimal ("25.0 MB", "25,0 Mo"); none for a whole `exact` limit.
+    The page script (JS_ON_LOAD) writes sizes the same way."""
+    value = size / (1024 * 1024)
+    text = f"{value:.0f}" if exact and value.is_integer() else f"{value:.1f}"
+    return f"{text.replace('.', ',')} Mo" if lang == "fr" else f"{text} MB"
+
+
 def _human_size(size: int) -> str:
     value = float(size)
     for unit in ("B", "KB", "MB", "GB"):
@@ -559,80 +622,20 @@ def documents_table(records: list[DocumentRecord], lang: str) -> dict[str, Any]:
     return {"headers": headers, "data": rows or [["", "", "", "", ""]]}
 
 
-class Preparation:
-    """Everything a first question needs, done in the background so the page opens at once: the first
-    indexing of the corpus on a fresh machine, then the models. The status timer reads `step`."""
-
-    def __init__(self, service: RagService):
-        self.service = service
-        self.step: tuple[str, dict[str, Any]] = ("status_starting", {})
-        self.error: str | None = None
-        self.done = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def start(self) -> None:
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="ui-warm-up", daemon=True)
-                self._thread.start()
-
-    def ready(self) -> bool:
-        return self.done.is_set()
-
-    def _run(self) -> None:
-        try:
-            self._index_if_empty()
-            self.service.warm_up(on_progress=self._on_warm_up)
-        except Exception as error:
-            log.exception("UI warm-up failed")
-            self.error = str(error)
-        finally:
-            self.done.set()
-
-    def _index_if_empty(self) -> None:
-        """Index the corpus on a fresh machine; when another indexer (the API's start-up task) holds the
-        lock, wait for it to finish."""
-        service = self.service
-        self.step = ("step_embeddings", {})  # opening the store loads the embedding model first
-        while not service.documents() and self._corpus_has_files():
-            try:
-                service.refresh(on_progress=self._on_indexing)
-                return
-            except IndexBusyError:
-                self.step = ("step_index_busy", {})
-                time.sleep(1.0)
-
-    def _corpus_has_files(self) -> bool:
-        corpus = Path(self.service.settings.corpus_dir)
-        return corpus.is_dir() and any(p.suffix.lower() in SUPPORTED_SUFFIXES for p in corpus.rglob("*"))
-
-    def _on_indexing(self, progress: Progress) -> None:
-        self.step = (
-            "step_indexing",
-            {"done": progress.files_done, "total": progress.files_total, "current": Path(progress.current).name},
-        )
-
-    def _on_warm_up(self, message: str) -> None:
-        steps = {"loading the embedding model": "step_embeddings", "opening the index": "step_index"}
-        if message in steps:
-            self.step = (steps[message], {})
-        elif message.startswith("loading the"):
-            self.step = ("step_generator", {"generator": self.service.settings.generator})
-
-    def describe(self, lang: str) -> str:
-        key, fields = self.step
-        return t(lang, key, **fields)
+def describe_step(startup: Startup, lang: str) -> str:
+    """What the service's start-up task is doing, in `lang`."""
+    key, fields = startup.step
+    return t(lang, "status_starting" if key in ("starting", "ready") else f"step_{key}", **fields)
 
 
-def render_status(service: RagService, preparation: Preparation, lang: str) -> str:
+def render_status(service: RagService, startup: Startup, lang: str) -> str:
     """The status line: what is being prepared, or what is ready (documents, passages, generator)."""
     label = _esc(t(lang, "status_label"))
-    if not preparation.ready():
-        text = t(lang, "status_preparing", step=preparation.describe(lang))
+    if not startup.done.is_set():
+        text = t(lang, "status_preparing", step=describe_step(startup, lang))
         return f'<p class="status preparing" role="status" aria-label="{label}">⏳ {_esc(text)}</p>'
-    if preparation.error:
-        text = t(lang, "status_failed", error=preparation.error)
+    if startup.error:
+        text = t(lang, "status_failed", error=startup.error)
         return f'<p class="status failed" role="alert" aria-label="{label}">{_esc(text)}</p>'
     status, readiness = service.status(), service.readiness()
     if not status["documents"]:
@@ -658,8 +661,11 @@ def render_status(service: RagService, preparation: Preparation, lang: str) -> s
 def build_ui(service: RagService) -> gr.Blocks:
     """The whole interface, bound to `service`. No launch() here: the caller mounts or launches it."""
     settings: Settings = service.settings
-    preparation = Preparation(service)
-    limit = _human_size(settings.max_upload_bytes)
+    startup = service.startup  # the service's one start-up task; started on page load unless running already
+    ready = startup.done.is_set
+    limit = _megabytes(settings.max_upload_bytes, "en", exact=True)
+    upload_check = {"limit": settings.max_upload_bytes, "messages": {lang: t(lang, "too_large") for lang in STRINGS}}
+    key_gate = settings.api_key is not None and not settings.api_key_for_read  # with for_read: Gradio's login
     en = STRINGS["en"]
 
     with gr.Blocks(title="rag-cite") as demo:
@@ -702,6 +708,7 @@ def build_ui(service: RagService) -> gr.Blocks:
                             placeholder=en["question_placeholder"],
                             lines=1,
                             max_lines=6,
+                            max_length=settings.max_question_chars,
                             autofocus=True,
                             elem_id="rag-question",
                             scale=6,
@@ -714,7 +721,7 @@ def build_ui(service: RagService) -> gr.Blocks:
                         new_chat = gr.Button(en["new_chat"], size="sm", elem_id="rag-new")
                     with gr.Accordion(en["settings"], open=False, elem_id="rag-settings") as settings_box:
                         generator = gr.Radio(
-                            list(GENERATORS),
+                            list(settings.allowed_generators),
                             value=settings.generator,
                             label=en["generator"],
                             info=en["generator_info"],
@@ -722,8 +729,8 @@ def build_ui(service: RagService) -> gr.Blocks:
                         )
                         k = gr.Slider(
                             1,
-                            20,
-                            value=min(settings.k, 20),
+                            MAX_K,
+                            value=min(settings.k, MAX_K),
                             step=1,
                             label=en["k"],
                             info=en["k_info"],
@@ -744,31 +751,52 @@ def build_ui(service: RagService) -> gr.Blocks:
                     buttons=[],
                 )
                 docs_status = gr.Markdown("", elem_id="docs-status")
-                upload = gr.File(
-                    label=en["upload_label"].format(limit=limit),
-                    file_count="multiple",
-                    file_types=list(SUPPORTED_SUFFIXES),
-                    type="filepath",
-                    height=140,
-                    elem_id="rag-upload",
-                )
-                replace = gr.Checkbox(False, label=en["replace"], elem_id="rag-replace")
-                with gr.Row(equal_height=False, elem_id="rag-docs-actions"):
-                    to_delete = gr.Dropdown(
-                        [], value=None, label=en["delete_label"], scale=3, min_width=200, elem_id="rag-delete-choice"
+                # Shown by the page script when a chosen file is over the limit (it never leaves the browser).
+                gr.HTML('<p id="rag-upload-error" role="alert"></p>', padding=False)
+                with gr.Row(visible=key_gate, equal_height=True, elem_id="rag-key-box") as key_box:
+                    key_field = gr.Textbox(
+                        type="password",
+                        label=en["key_label"],
+                        info=en["key_info"],
+                        scale=4,
+                        min_width=200,
+                        elem_id="rag-key",
                     )
-                    delete = gr.Button(en["delete"], variant="stop", scale=1, min_width=120, elem_id="rag-delete")
-                    refresh = gr.Button(en["refresh"], scale=1, min_width=160, elem_id="rag-refresh")
-                with gr.Group(visible=False, elem_id="rag-confirm") as confirm_box:
-                    confirm_text = gr.Markdown("")
-                    with gr.Row():
-                        confirm = gr.Button(en["confirm"], variant="stop", elem_id="rag-confirm-delete")
-                        cancel = gr.Button(en["cancel"], elem_id="rag-cancel-delete")
+                    unlock = gr.Button(en["unlock"], scale=1, min_width=100, elem_id="rag-unlock")
+                with gr.Column(visible=not key_gate, elem_id="rag-write-controls") as write_controls:
+                    upload = gr.File(
+                        label=en["upload_label"].format(limit=limit),
+                        file_count="multiple",
+                        file_types=list(SUPPORTED_SUFFIXES),
+                        type="filepath",
+                        height=140,
+                        elem_id="rag-upload",
+                    )
+                    replace = gr.Checkbox(False, label=en["replace"], elem_id="rag-replace")
+                    with gr.Row(equal_height=False, elem_id="rag-docs-actions"):
+                        to_delete = gr.Dropdown(
+                            [],
+                            value=None,
+                            label=en["delete_label"],
+                            scale=3,
+                            min_width=200,
+                            elem_id="rag-delete-choice",
+                        )
+                        delete = gr.Button(en["delete"], variant="stop", scale=1, min_width=120, elem_id="rag-delete")
+                        refresh = gr.Button(en["refresh"], scale=1, min_width=160, elem_id="rag-refresh")
+                    with gr.Group(visible=False, elem_id="rag-confirm") as confirm_box:
+                        confirm_text = gr.Markdown("")
+                        with gr.Row():
+                            confirm = gr.Button(en["confirm"], variant="stop", elem_id="rag-confirm-delete")
+                            cancel = gr.Button(en["cancel"], elem_id="rag-cancel-delete")
 
         # Carriers between the page script and Python; in the DOM but never shown.
         cite_key = gr.Textbox(visible="hidden", label="citation key", elem_id="cite-key")
         cite_open = gr.Button("open source", visible="hidden", elem_id="cite-open")
         answer_text = gr.Textbox(visible="hidden", label="answer text", elem_id="answer-text")
+        # The upload cookie's value, handed to the page script once the key was checked.
+        ui_token = gr.Textbox(visible="hidden", label="upload token", elem_id="ui-token")
+        unlocked = gr.State(False)  # per session, held on the server: the key was checked in this session
 
         # --- chat ---------------------------------------------------------------------------------------------
         def ask(
@@ -790,17 +818,15 @@ def build_ui(service: RagService) -> gr.Blocks:
                 chat[-1] = {"role": "assistant", "content": body}
                 return chat, "", gr.skip(), past, cited, chat
 
-            preparation.start()
             yield show(render_answer("", turn, found, lang, pending=t(lang, "searching")))
-            while not preparation.ready():
-                waiting = t(lang, "waiting", status=preparation.describe(lang))
+            while not ready():
+                waiting = t(lang, "waiting", status=describe_step(startup, lang))
                 yield show(render_answer("", turn, found, lang, pending=waiting))
-                preparation.done.wait(1.0)
+                startup.done.wait(1.0)
             answer_so_far, final = "", None
             try:
-                for event in service.ask_stream(
-                    text, history=past, k=int(k or settings.k), generator=generator or None
-                ):
+                passages = max(1, min(int(k or settings.k), MAX_K))
+                for event in service.ask_stream(text, history=past, k=passages, generator=generator or None):
                     if event.type == "token":
                         answer_so_far += event.text
                     elif event.type == "citations":
@@ -814,6 +840,14 @@ def build_ui(service: RagService) -> gr.Blocks:
             except ServiceBusyError as error:
                 yield show(render_error(t(lang, "busy", seconds=error.retry_after)))
                 return
+            except RequestError as error:  # over the question limit, a generator the operator did not enable
+                message = (
+                    t(lang, "too_long", size=f"{len(text):,}", limit=f"{settings.max_question_chars:,}")
+                    if error.code == "question_too_long"
+                    else str(error)
+                )
+                yield show(render_error(message))
+                return
             except Exception as error:
                 log.exception("question failed")
                 yield show(render_error(t(lang, "error", error=error)))
@@ -823,7 +857,9 @@ def build_ui(service: RagService) -> gr.Blocks:
 
         private: dict[str, Any] = {"api_visibility": "private"}
         quiet: dict[str, Any] = {"api_visibility": "private", "show_progress": "hidden"}
-        ask_inputs = [question, chatbot, language, generator, k, history, citations]
+        # The conversation comes from server-side state, never from the page: a client-sent chat could carry
+        # file parts naming server paths, which Gradio would copy into its cache and serve.
+        ask_inputs = [question, live_chat, language, generator, k, history, citations]
         ask_outputs = [chatbot, question, answer_text, history, citations, live_chat]
         # The one public endpoint: Client(url).predict("question", api_name="/ask") -> (chat, "", answer text).
         submitted = question.submit(ask, ask_inputs, ask_outputs, api_name="ask", concurrency_limit=None)
@@ -869,19 +905,51 @@ def build_ui(service: RagService) -> gr.Blocks:
             return (
                 documents_table(records, lang),
                 gr.Dropdown(choices=[r.source for r in records], value=None),
-                render_status(service, preparation, lang),
+                render_status(service, startup, lang),
             )
 
+        def may_write(is_unlocked: bool, request: gr.Request | None) -> bool:
+            """Writes need the key: checked in this session, or the whole UI is behind Gradio's login with it."""
+            if settings.api_key is None or is_unlocked:
+                return True
+            return settings.api_key_for_read and request is not None and bool(getattr(request, "username", None))
+
+        def do_unlock(given: str, lang: str) -> tuple:
+            """Check the key with the service; the write controls appear only once it matched."""
+            lang = _lang(lang)
+            if not service.check_key(given or None):
+                return False, gr.skip(), gr.skip(), "", "", t(lang, "wrong_key")
+            token = upload_token(settings.api_key.get_secret_value()) if settings.api_key else ""
+            return True, gr.Row(visible=False), gr.Column(visible=True), "", token, t(lang, "unlocked")
+
         def add_files(
-            files: list[str] | None, replace_existing: bool, lang: str, progress: gr.Progress = _PROGRESS
+            files: list[str] | None,
+            replace_existing: bool,
+            lang: str,
+            is_unlocked: bool,
+            request: gr.Request,
+            progress: gr.Progress = _PROGRESS,
         ) -> tuple:
             lang, lines = _lang(lang), []
             files = files or []
+            upload_folder = Path(get_upload_folder()).resolve()
+            if not may_write(is_unlocked, request):
+                for file in files:
+                    discard_upload(Path(file), upload_folder)
+                return (None, *listing(lang), t(lang, "key_needed"))
             for i, file in enumerate(files):
-                name = Path(file).name
+                path = Path(file).resolve()
+                name = path.name
                 progress((i, len(files)), desc=t(lang, "indexing_file", name=name))
+                if not path.is_relative_to(upload_folder) or not path.is_file():
+                    lines.append(t(lang, "rejected", name=name, reason=t(lang, "not_uploaded")))
+                    continue
                 try:
-                    report = service.add_document(name, Path(file).read_bytes(), replace=bool(replace_existing))
+                    size = path.stat().st_size
+                    if size > settings.max_upload_bytes:
+                        lines.append(t(lang, "too_large", name=name, size=_megabytes(size, lang), limit=limit_in(lang)))
+                        continue
+                    report = service.add_document(name, path.read_bytes(), replace=bool(replace_existing))
                 except (DocumentError, IndexBusyError) as error:
                     lines.append(t(lang, "rejected", name=name, reason=error))
                     continue
@@ -889,6 +957,8 @@ def build_ui(service: RagService) -> gr.Blocks:
                     log.exception("upload of %s failed", name)
                     lines.append(t(lang, "rejected", name=name, reason=error))
                     continue
+                finally:
+                    discard_upload(path, upload_folder)
                 if report.skipped:
                     lines.append(t(lang, "skipped", name=name, reason=report.skipped[0].get("reason", "?")))
                 elif report.added or report.updated:
@@ -898,8 +968,10 @@ def build_ui(service: RagService) -> gr.Blocks:
                     lines.append(t(lang, "unchanged", name=name))
             return (None, *listing(lang), "\n\n".join(lines))
 
-        def reindex(lang: str, progress: gr.Progress = _PROGRESS) -> tuple:
+        def reindex(lang: str, is_unlocked: bool, request: gr.Request, progress: gr.Progress = _PROGRESS) -> tuple:
             lang = _lang(lang)
+            if not may_write(is_unlocked, request):
+                return (*listing(lang), t(lang, "key_needed"))
 
             def report_progress(p: Progress) -> None:
                 progress((p.files_done, max(p.files_total, 1)), desc=Path(p.current).name or None)
@@ -927,8 +999,10 @@ def build_ui(service: RagService) -> gr.Blocks:
                 return gr.Group(visible=False), "", t(lang, "delete_none")
             return gr.Group(visible=True), t(lang, "confirm_delete", name=source), ""
 
-        def do_delete(source: str | None, lang: str) -> tuple:
+        def do_delete(source: str | None, lang: str, is_unlocked: bool, request: gr.Request) -> tuple:
             lang = _lang(lang)
+            if not may_write(is_unlocked, request):
+                return (gr.Group(visible=False), *listing(lang), t(lang, "key_needed"))
             try:
                 if not source:
                     raise DocumentError(t(lang, "delete_none"))
@@ -938,25 +1012,37 @@ def build_ui(service: RagService) -> gr.Blocks:
                 message = t(lang, "rejected", name=source or "?", reason=error)
             return (gr.Group(visible=False), *listing(lang), message)
 
+        def limit_in(lang: str) -> str:
+            return _megabytes(settings.max_upload_bytes, lang, exact=True)
+
         listing_outputs = [table, to_delete, status]
-        upload.upload(add_files, [upload, replace, language], [upload, *listing_outputs, docs_status], **private)
-        refresh.click(reindex, [language], [*listing_outputs, docs_status], **private)
+        upload.upload(
+            add_files, [upload, replace, language, unlocked], [upload, *listing_outputs, docs_status], **private
+        )
+        refresh.click(reindex, [language, unlocked], [*listing_outputs, docs_status], **private)
         delete.click(ask_delete, [to_delete, language], [confirm_box, confirm_text, docs_status], **private)
-        confirm.click(do_delete, [to_delete, language], [confirm_box, *listing_outputs, docs_status], **private)
+        confirm.click(
+            do_delete, [to_delete, language, unlocked], [confirm_box, *listing_outputs, docs_status], **private
+        )
+        unlock_outputs = [unlocked, key_box, write_controls, key_field, ui_token, docs_status]
+        for unlocking in (unlock.click, key_field.submit):
+            unlocking(do_unlock, [key_field, language], unlock_outputs, **private).then(
+                None, [ui_token], None, js=JS_SET_UPLOAD_COOKIE
+            )
         cancel.click(lambda: gr.Group(visible=False), None, confirm_box, **private)
         docs_tab.select(listing, [language], listing_outputs, **quiet)
 
         # --- start-up status ------------------------------------------------------------------------------------
         def on_load(lang: str) -> tuple:
-            preparation.start()
-            if preparation.ready():
+            startup.start()  # a no-op when the API started it (with its own reconcile choice)
+            if ready():
                 return listing(lang)
-            return gr.skip(), gr.skip(), render_status(service, preparation, _lang(lang))
+            return gr.skip(), gr.skip(), render_status(service, startup, _lang(lang))
 
         def poll(lang: str) -> tuple:
             """The status each second until everything is ready, then the documents list once, and stop."""
-            if not preparation.ready():
-                return gr.skip(), gr.skip(), render_status(service, preparation, _lang(lang)), gr.Timer(active=True)
+            if not ready():
+                return gr.skip(), gr.skip(), render_status(service, startup, _lang(lang)), gr.Timer(active=True)
             return *listing(lang), gr.Timer(active=False)
 
         demo.load(on_load, [language], listing_outputs, **quiet)
@@ -966,7 +1052,7 @@ def build_ui(service: RagService) -> gr.Blocks:
         localized: list[tuple[Any, Callable[[str], Any]]] = [
             (header, lambda lang: _header_html(lang)),
             (language, lambda lang: gr.Radio(label=t(lang, "language"))),
-            (status, lambda lang: render_status(service, preparation, lang)),
+            (status, lambda lang: render_status(service, startup, lang)),
             (chat_tab, lambda lang: gr.Tab(label=t(lang, "tab_chat"))),
             (docs_tab, lambda lang: gr.Tab(label=t(lang, "tab_docs"))),
             (chatbot, lambda lang: gr.Chatbot(label=t(lang, "chat_label"), placeholder=t(lang, "chat_placeholder"))),
@@ -982,7 +1068,9 @@ def build_ui(service: RagService) -> gr.Blocks:
             (generator, lambda lang: gr.Radio(label=t(lang, "generator"), info=t(lang, "generator_info"))),
             (k, lambda lang: gr.Slider(label=t(lang, "k"), info=t(lang, "k_info"))),
             (docs_heading, lambda lang: f"### {t(lang, 'docs_heading')}"),
-            (upload, lambda lang: gr.File(label=t(lang, "upload_label", limit=limit))),
+            (upload, lambda lang: gr.File(label=t(lang, "upload_label", limit=limit_in(lang)))),
+            (key_field, lambda lang: gr.Textbox(label=t(lang, "key_label"), info=t(lang, "key_info"))),
+            (unlock, lambda lang: gr.Button(t(lang, "unlock"))),
             (replace, lambda lang: gr.Checkbox(label=t(lang, "replace"))),
             (to_delete, lambda lang: gr.Dropdown(label=t(lang, "delete_label"))),
             (delete, lambda lang: gr.Button(t(lang, "delete"))),
@@ -995,13 +1083,13 @@ def build_ui(service: RagService) -> gr.Blocks:
             """Every label in `lang`, and the open source card redrawn in it."""
             lang = _lang(lang)
             updates = [make(lang) for _, make in localized]
-            table_update = documents_table(service.documents(), lang) if preparation.ready() else gr.skip()
+            table_update = documents_table(service.documents(), lang) if ready() else gr.skip()
             return [*updates, table_update, open_card(key, lang, cited)[0]]
 
         outputs = [c for c, _ in localized] + [table, card]
         language.change(apply_language, [language, cite_key, citations], outputs, js=JS_DOCUMENT_LANGUAGE, **quiet)
         language.input(None, [language], None, js=JS_SAVE_LANGUAGE)  # only a choice made by the user sticks
-        demo.load(None, None, [language], js=JS_ON_LOAD)
+        demo.load(None, None, [language], js=JS_ON_LOAD.replace("__UPLOAD__", json.dumps(upload_check)))
     return demo
 
 
@@ -1052,11 +1140,45 @@ def _find_citation(cited: list, key: str) -> Citation | None:
 
 # --- serving ----------------------------------------------------------------------------------------------
 def mount_ui(app: Any, service: RagService, path: str = "/") -> Any:
-    """Mount the UI on a FastAPI app; returns the app. Gradio then refuses oversized uploads before they are
-    stored, and the footer links only to the API page."""
-    return gr.mount_gradio_app(
-        app, build_ui(service), path=path, footer_links=["api"], max_file_size=service.settings.max_upload_bytes
+    """Mount the UI on a FastAPI app (the one way it is served; returns the app), with its doors closed:
+
+    - uploads held to the one size limit (RAG_MAX_UPLOAD_BYTES) by Gradio, its upload route behind the key
+      and a disk quota (ui.access.UploadGuard), uploads older than an hour deleted;
+    - no server file served but Gradio's own uploads: the corpus and data folders are blocked, and Gradio's
+      check that a file input names an uploaded file is switched on (it only runs once Gradio believes it
+      launched the app, which mounting never sets);
+    - with RAG_API_KEY_FOR_READ=true the whole UI behind Gradio's login, the key as password;
+    - the footer links only to the API page; no run history kept.
+    """
+    settings = service.settings
+    blocks = build_ui(service)
+    blocks.delete_cache = (UPLOAD_CACHE_SWEEP_SECONDS, UPLOAD_CACHE_MAX_AGE_SECONDS)
+    login = None
+    if settings.api_key is not None and settings.api_key_for_read:
+        login = lambda _user, password: service.check_key(password)  # noqa: E731
+    gr.mount_gradio_app(
+        app,
+        blocks,
+        path=path,
+        footer_links=["api"],
+        run_history=False,
+        max_file_size=settings.max_upload_bytes,
+        allowed_paths=[],
+        blocked_paths=[str(settings.corpus_dir.resolve()), str(settings.data_dir.resolve())],
+        auth=login,
+        auth_message=STRINGS["en"]["login_message"] if login else None,
     )
+    blocks.has_launched = True
+    key = settings.api_key.get_secret_value() if settings.api_key is not None else None
+    app.add_middleware(
+        UploadGuard,
+        path=path.rstrip("/") + "/gradio_api/upload",
+        token=upload_token(key) if key is not None and not settings.api_key_for_read else None,
+        check_key=service.check_key,
+        upload_folder=Path(get_upload_folder()),
+        quota_bytes=settings.upload_cache_bytes,
+    )
+    return app
 
 
 def create_standalone_app() -> Any:
