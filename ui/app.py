@@ -340,6 +340,8 @@ CSS = """
 #rag-docs-actions { align-items: flex-end; }
 #rag-docs-actions > button { align-self: flex-end; }
 #docs-status p { margin: .1rem 0; }
+#rag-upload-error { margin: 0; color: #b91c1c; font-weight: 600; }
+#rag-upload-error:empty { display: none; }
 @media (max-width: 640px) {
   #rag-header h1 { font-size: 1.3rem; }
   #rag-ask { flex-wrap: wrap; }
