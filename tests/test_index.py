@@ -277,6 +277,8 @@ def test_an_uploaded_readme_is_kept_by_folder_refreshes(small):
     readme.write_text("# Guide Zéphyr\n\nLe guide du projet Zéphyr est mis à jour chaque mois.\n", "utf-8")
     assert small.refresh().updated == 1
     assert any("chaque mois" in c.text for c in small.store.chunks(["README.md"]))
+    small.refresh(rebuild=True)  # a rebuild walks the folders: the README given on purpose comes along
+    assert "README.md" in {r.source for r in small.documents()}
 
     small.delete_document("README.md")
     assert not readme.exists()
