@@ -16,11 +16,12 @@ Endpoints (see docs/api.md for examples):
   `Answer`); when streaming, the last chunk before `data: [DONE]` carries
   `chunk.choices[0].delta.model_extra["citations"]` and `chunk.model_extra["rag"]`.
 - `GET /v1/models`, `GET|POST /v1/documents`, `DELETE /v1/documents/{source}`, `POST /v1/index/refresh`,
-  `GET /v1/index/status`, `GET /healthz` (alive), `GET /readyz` (index and generator loaded).
+  `GET /v1/index/status`, `GET /v1/metrics/answers`, `GET /healthz` (alive), `GET /readyz` (start-up done).
 
 Security: with `RAG_API_KEY` set, write endpoints need `Authorization: Bearer <key>` (every endpoint but
-`/healthz` and the schema with `RAG_API_KEY_FOR_READ=true`). Errors are always
-`{"error": {"message", "type", "status"}}`, never a stack trace.
+`/healthz` and the schema with `RAG_API_KEY_FOR_READ=true`); the UI mounted at `/` holds its writes to the
+same key (ui.app.mount_ui). Errors are always `{"error": {"message", "type", "status"}}`, never a stack
+trace, on every `/v1` path, unknown ones included.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """The chat web UI (Gradio): streaming answers with clickable citations, a documents panel and settings.
 
-The UI holds no logic of its own: every action calls `RagService`. What lives here is presentation only:
-turning answers into HTML (citation chips, refusal and fallback notices), source cards, translations.
+Every action calls `RagService` (answers, documents, the key check). What lives here is presentation:
+turning answers into HTML (citation chips, refusal and fallback notices), source cards, translations; and the
+UI's own doors: which inputs an event takes (never a server path from the page), and that writes wait for the
+key (see `mount_ui` and ui/access.py).
 
-Mount it under FastAPI with `mount_ui(app, service)` (or `gradio.mount_gradio_app(app, build_ui(service), "/")`:
-the styles and scripts travel inside the Blocks, so both work), or run it alone with
+Serve it with `mount_ui(app, service)` on a FastAPI app (what `rag serve` does), or alone with
 `uvicorn --factory ui.app:create_standalone_app`.
 """
 
