@@ -124,22 +124,44 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
-    from rag.evaluation import evaluate, load_items
+    from rag.evaluation import append_history, evaluate, format_history, load_items, select_split
+
+    history_path = settings.data_dir / "eval_history.csv"
+    if args.history:
+        if args.file:
+            print("error: give a question file or --history, not both", file=sys.stderr)
+            return 2
+        table = format_history(history_path)
+        print(table if table else f"no evaluation history yet ({history_path} is written by each `rag eval` run)")
+        return 0
+    if not args.file:
+        print("error: a question file (JSONL) is needed, or --history", file=sys.stderr)
+        return 2
+
+    from rag.schema import Answer
     from rag.service import RagService
 
+    items = select_split(load_items(Path(args.file)), args.split)
+    if not items:
+        print(f"error: no items in the {args.split} split of {args.file}", file=sys.stderr)
+        return 2
     service = RagService(settings)
-    items = load_items(Path(args.file))
 
     def progress(result: dict) -> None:
         if not args.json:
             mark = "refused" if result["refused"] else ("ok" if result.get("correct") else "-")
             print(f"{result['id']:<10} {mark:<8} {result['timings_ms']['total']:>8.0f} ms  {result['question'][:70]}")
 
-    report = evaluate(items, lambda q: service.ask(q, k=args.k, generator=args.generator), progress)
+    def ask(question: str, history: list[dict[str, str]]) -> Answer:
+        return service.ask(question, history=history, k=args.k, generator=args.generator)
+
+    report = evaluate(items, ask, progress)
+    append_history(history_path, report, Path(args.file).name, args.split)
     if args.json:
         print(json.dumps(report, ensure_ascii=False, indent=2))
     else:
-        print(json.dumps(report["metrics"], indent=2))
+        print(json.dumps(report["metrics"], ensure_ascii=False, indent=2))
+        print(f"(run appended to {history_path})", file=sys.stderr)
     return 0
 
 
@@ -176,10 +198,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser("eval", help="measure retrieval, citations, answers and refusals on a JSONL set")
-    p.add_argument("file")
+    p.add_argument("file", nargs="?", help="the question set (JSONL); not needed with --history")
     p.add_argument("--json", action="store_true", help='print {"metrics": ..., "items": [...]}')
     p.add_argument("--k", type=int, default=None)
     p.add_argument("--generator", choices=generators, default=None)
+    p.add_argument(
+        "--split",
+        choices=["even", "odd", "all"],
+        default="all",
+        help="only items whose id number is even or odd (ids without a number: all only)",
+    )
+    p.add_argument("--history", action="store_true", help="print the past runs (RAG_DATA_DIR/eval_history.csv)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("serve", help="run the HTTP API (and the UI) with uvicorn")

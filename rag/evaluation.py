@@ -1,7 +1,9 @@
 """`rag eval`: retrieval, citation, answer and refusal quality on a question set, against the current index.
 
 Item format (one JSON object a line): `question`, `answer` (gold), `source` (a file name, or a list for
-questions that need two documents), `evidence` (exact text of that file, or a list), `answerable`.
+questions that need two documents), `evidence` (exact text of that file, or a list), `answerable`; optionally
+`id` (e.g. "d2-017"), `lang` (the question's language), `category` and `history` (the conversation before a
+follow-up question, a list of {"role", "content"} messages, passed to the answer function with the question).
 
 Matching rules, stated so the numbers can be read:
 - a passage *covers* an evidence span when it comes from the same file (compared by file name) and holds the
@@ -14,24 +16,44 @@ Matching rules, stated so the numbers can be read:
 - answer correctness: the gold answer's key terms (content words and numbers, through the same analyzer as
   BM25: accents, elisions, stopwords of both languages and plural endings folded) found in the answer; an item
   counts as correct when at least half are found. Refused answers are not correct.
+
+Breakdowns, so a change that helps one kind of question and hurts another shows:
+- `by_category`: the headline metrics per `category` ("uncategorised" when an item has none);
+- `by_language_pair`: per question language → evidence language, e.g. "fr→en"; the question language is `lang`
+  or detected, the evidence language is detected on each evidence span, and an item whose spans are in both
+  languages counts under "fr→en+fr". Unanswerable items have no evidence: they count under the question
+  language on both sides ("fr→fr"), so refusals are broken down by language too;
+- `intervals`: a 95% percentile bootstrap interval of each headline metric, resampling items (1,000 resamples,
+  seed 0, so two runs on the same answers give the same interval); a metric that cannot be measured in a
+  resample (say, no unanswerable item drawn) is left out of that resample.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import numpy as np
+
+from rag.language import detect_language
 from rag.lexical import analyze, fold
 from rag.schema import Answer
+
+Split = Literal["even", "odd", "all"]
+# An answer function: the question and the conversation before it (empty for a standalone question).
+AskFunction = Callable[[str, list[dict[str, str]]], Answer]
 
 _FOOTNOTE = re.compile(r"\[\^[^\]]+\]")
 _LINK_TARGET = re.compile(r"\]\([^)]*\)")
 _NON_WORD = re.compile(r"[^\w]+")
+_ID_NUMBER = re.compile(r"(\d+)\D*$")
 
 
 def _normalise(text: str) -> str:
@@ -58,6 +80,9 @@ class EvalItem:
     sources: list[str]
     evidence: list[str]
     answerable: bool
+    category: str = "uncategorised"
+    language: str = ""
+    history: list[dict[str, str]] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> EvalItem:
@@ -70,15 +95,37 @@ class EvalItem:
             sources=[sources] if isinstance(sources, str) else list(sources),
             evidence=[evidence] if isinstance(evidence, str) else list(evidence),
             answerable=bool(data.get("answerable", True)),
+            category=data.get("category") or "uncategorised",
+            language=data.get("lang") or detect_language(data["question"]),
+            history=list(data.get("history") or []),
         )
 
     def spans(self) -> list[tuple[str, str]]:
         return list(zip(self.sources, self.evidence, strict=False))
 
+    def language_pair(self) -> str:
+        """The question's language → its evidence's, e.g. "fr→en" (edge cases in the module docstring)."""
+        found = sorted({detect_language(text) for text in self.evidence}) if self.answerable else []
+        return f"{self.language}→{'+'.join(found) or self.language}"
+
+    def number(self) -> int | None:
+        """The number ending the id ("d2-017" → 17), which decides the item's split."""
+        match = _ID_NUMBER.search(self.id)
+        return int(match.group(1)) if match else None
+
 
 def load_items(path: Path) -> list[EvalItem]:
     with path.open(encoding="utf-8") as handle:
         return [EvalItem.from_json(json.loads(line)) for line in handle if line.strip()]
+
+
+def select_split(items: Sequence[EvalItem], split: Split) -> list[EvalItem]:
+    """Even or odd ids, so one half can be looked at while tuning and the other kept for measuring;
+    items without a numeric id belong to "all" only."""
+    if split == "all":
+        return list(items)
+    parity = 0 if split == "even" else 1
+    return [item for item in items if (n := item.number()) is not None and n % 2 == parity]
 
 
 def _covered(source: str, text: str, spans: Sequence[tuple[str, str]]) -> list[bool]:
@@ -95,6 +142,8 @@ def score_item(item: EvalItem, answer: Answer) -> dict[str, Any]:
     result: dict[str, Any] = {
         "id": item.id,
         "question": item.question,
+        "category": item.category,
+        "language_pair": item.language_pair(),
         "answerable": item.answerable,
         "answer": answer.answer,
         "refused": answer.refused,
@@ -120,6 +169,21 @@ def score_item(item: EvalItem, answer: Answer) -> dict[str, Any]:
     return result
 
 
+# Headline metric → (the per-item result field averaged, whether it is measured on answerable items or
+# unanswerable ones).
+HEADLINE: dict[str, tuple[str, bool]] = {
+    "recall_at_k": ("recall_at_k", True),
+    "mrr": ("reciprocal_rank", True),
+    "citation_precision": ("citation_precision", True),
+    "citation_recall": ("citation_recall", True),
+    "answer_correctness": ("correct", True),
+    "refusal_rate": ("refused", False),
+    "false_refusal_rate": ("refused", True),
+}
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_SEED = 0
+
+
 def _mean(values: list[float]) -> float | None:
     return round(statistics.fmean(values), 3) if values else None
 
@@ -132,9 +196,43 @@ def _percentile(values: list[float], q: float) -> float | None:
     return round(ordered[index], 1)
 
 
+def _item_value(result: dict[str, Any], name: str) -> float | None:
+    """What the item contributes to a headline metric, or None when the metric does not apply to it."""
+    key, on_answerable = HEADLINE[name]
+    if result["answerable"] != on_answerable or result.get(key) is None:
+        return None
+    return float(result[key])
+
+
+def headline(results: Sequence[dict[str, Any]]) -> dict[str, float | None]:
+    return {name: _mean([v for r in results if (v := _item_value(r, name)) is not None]) for name in HEADLINE}
+
+
+def _grouped(results: Sequence[dict[str, Any]], key: str) -> dict[str, dict[str, Any]]:
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for result in results:
+        groups.setdefault(result[key], []).append(result)
+    return {name: {"items": len(group), **headline(group)} for name, group in sorted(groups.items())}
+
+
+def bootstrap_intervals(
+    results: Sequence[dict[str, Any]], resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED
+) -> dict[str, list[float] | None]:
+    """95% interval of each headline metric over item resamples: how far the number could move on another
+    question set of the same kind, so a difference between two runs can be told from noise."""
+    if not results:
+        return dict.fromkeys(HEADLINE)
+    draws = np.random.default_rng(seed).integers(0, len(results), size=(resamples, len(results)))
+    intervals: dict[str, list[float] | None] = {}
+    for name in HEADLINE:
+        values = np.array([np.nan if (v := _item_value(r, name)) is None else v for r in results])[draws]
+        counts = (~np.isnan(values)).sum(axis=1)
+        means = np.nansum(values, axis=1)[counts > 0] / counts[counts > 0]
+        intervals[name] = [round(float(q), 3) for q in np.percentile(means, [2.5, 97.5])] if means.size else None
+    return intervals
+
+
 def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
-    answerable = [r for r in results if r["answerable"]]
-    unanswerable = [r for r in results if not r["answerable"]]
     latency = {
         stage: {
             "p50": _percentile([r["timings_ms"][stage] for r in results], 0.5),
@@ -142,30 +240,79 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
         }
         for stage in ("retrieve", "generate", "total")
     }
+    answerable = sum(r["answerable"] for r in results)
     return {
         "items": len(results),
-        "answerable": len(answerable),
-        "unanswerable": len(unanswerable),
-        "recall_at_k": _mean([r["recall_at_k"] for r in answerable if "recall_at_k" in r]),
-        "mrr": _mean([r["reciprocal_rank"] for r in answerable if "reciprocal_rank" in r]),
-        "citation_precision": _mean([r["citation_precision"] for r in answerable if "citation_precision" in r]),
-        "citation_recall": _mean([r["citation_recall"] for r in answerable if "citation_recall" in r]),
-        "answer_correctness": _mean([float(r["correct"]) for r in answerable if "correct" in r]),
-        "refusal_rate": _mean([float(r["refused"]) for r in unanswerable]),
-        "false_refusal_rate": _mean([float(r["refused"]) for r in answerable]),
+        "answerable": answerable,
+        "unanswerable": len(results) - answerable,
+        **headline(results),
         "latency_ms": latency,
+        "by_category": _grouped(results, "category"),
+        "by_language_pair": _grouped(results, "language_pair"),
+        "intervals": bootstrap_intervals(results),
     }
 
 
 def evaluate(
     items: Sequence[EvalItem],
-    ask: Callable[[str], Answer],
+    ask: AskFunction,
     on_item: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
+    """Answer every item through `ask(question, history)`, so follow-ups are answered in their conversation
+    the way a front end would ask them, and score the answers."""
     results = []
     for item in items:
-        result = score_item(item, ask(item.question))
+        result = score_item(item, ask(item.question, item.history))
         results.append(result)
         if on_item:
             on_item(result)
     return {"metrics": summarise(results), "items": results}
+
+
+HISTORY_FIELDS = ["timestamp", "questions", "split", "generator", "items", *HEADLINE]
+
+
+def append_history(path: Path, report: dict[str, Any], questions: str, split: Split) -> dict[str, Any]:
+    """One CSV line per run, so runs can be compared over time without keeping every JSON report. The
+    generator is the one that actually answered (a missing local model falls back), joined with "+" if several."""
+    metrics = report["metrics"]
+    row = {
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "questions": questions,
+        "split": split,
+        "generator": "+".join(sorted({r["generator"] for r in report["items"]})),
+        "items": metrics["items"],
+        **{name: "" if metrics[name] is None else metrics[name] for name in HEADLINE},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists() or path.stat().st_size == 0
+    with path.open("a", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS)
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+    return row
+
+
+_TEXT_FIELDS = {"timestamp", "questions", "split", "generator"}
+
+
+def format_history(path: Path) -> str | None:
+    """The history CSV as a table with aligned columns (numbers to the right), or None when there is none."""
+    if not path.exists():
+        return None
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = [row for row in csv.reader(handle) if row]
+    if len(rows) < 2:
+        return None
+    header = rows[0]
+    rows = [(row + [""] * len(header))[: len(header)] for row in rows]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [
+        "  ".join(
+            cell.ljust(width) if name in _TEXT_FIELDS else cell.rjust(width)
+            for cell, width, name in zip(row, widths, header, strict=True)
+        ).rstrip()
+        for row in rows
+    ]
+    return "\n".join(lines)
