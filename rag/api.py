@@ -34,7 +34,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path as FilePath
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import Body, Depends, FastAPI, File, Path, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -49,7 +49,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from index.refresh import IndexBusyError, Progress, RefreshReport
 from rag.schema import Answer, Citation, StreamEvent
-from rag.service import DocumentError, RagService, RequestError, ServiceBusyError, safe_filename
+from rag.service import DocumentError, RagService, RequestError, ServiceBusyError
 from rag.settings import GeneratorName, Settings
 
 log = logging.getLogger("rag.api")
@@ -636,6 +636,9 @@ def _stream_failure(error: BaseException, where: str) -> dict[str, Any]:
     return error_body(status, message)
 
 
+Done = TypeVar("Done")  # what an indexing run returns (a refresh report, an upload's outcome)
+
+
 # --- the app state: startup task and indexing activity --------------------------------------------------------
 class _AppState:
     """What only the HTTP process knows: the indexing runs it started (start-up belongs to the service)."""
@@ -645,7 +648,7 @@ class _AppState:
         self.activity = IndexActivity()
         self._activity_lock = threading.Lock()
 
-    def indexing(self, operation: str, run: Callable[[Callable[[Progress], None]], RefreshReport]) -> RefreshReport:
+    def indexing(self, operation: str, run: Callable[[Callable[[Progress], None]], Done]) -> Done:
         """Run an indexing call, recording its progress for GET /v1/index/status."""
 
         activity = IndexActivity(running=True, operation=operation, started_at=time.time())
@@ -889,7 +892,7 @@ def create_app(
             data = await upload.read()
             await upload.close()
             try:
-                report = await run_in_threadpool(
+                uploaded = await run_in_threadpool(
                     state.indexing,
                     f"upload {filename}",
                     lambda _progress, name=filename, data=data: service.add_document(name, data, replace=replace),
@@ -899,16 +902,16 @@ def create_app(
                 failures.append((status, message))
                 results.append(UploadedFile(filename=filename, outcome="skipped", reason=message, status=status))
                 continue
-            source = safe_filename(filename)
-            if report.skipped:
-                reason = "Could not be indexed: " + "; ".join(s["reason"] for s in report.skipped)
+            if uploaded.outcome == "skipped":
+                reason = f"Could not be indexed: {uploaded.reason}"
                 failures.append((422, reason))
                 results.append(
-                    UploadedFile(filename=filename, source=source, outcome="skipped", reason=reason, status=422)
+                    UploadedFile(
+                        filename=filename, source=uploaded.source, outcome="skipped", reason=reason, status=422
+                    )
                 )
             else:
-                outcome = "added" if report.added else "updated" if report.updated else "unchanged"
-                results.append(UploadedFile(filename=filename, source=source, outcome=outcome))
+                results.append(UploadedFile(filename=filename, source=uploaded.source, outcome=uploaded.outcome))
         if files and len(failures) == len(files):
             status = failures[0][0]
             message = (

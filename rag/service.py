@@ -9,6 +9,7 @@ import time
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,29 @@ _LEXICAL_RECHECK_SECONDS = 2.0
 _HISTORY_TURNS = 10
 # File names are stored as given; most file systems cap a name at 255 bytes, and the staged copy adds a few.
 MAX_FILENAME_BYTES = 200
+
+
+@dataclass
+class UploadOutcome:
+    """What became of one uploaded file: the name it is indexed under, the refresh's report, and its record once
+    indexed. The API and the UI both report from this, so neither re-derives the saved name."""
+
+    source: str
+    report: RefreshReport
+    record: DocumentRecord | None
+
+    @property
+    def outcome(self) -> str:
+        """added, updated, unchanged, or skipped (the file could not be indexed and was not kept)."""
+        report = self.report
+        if report.skipped:
+            return "skipped"
+        return "added" if report.added else "updated" if report.updated else "unchanged"
+
+    @property
+    def reason(self) -> str | None:
+        """Why it was skipped: the loader's words."""
+        return "; ".join(s["reason"] for s in self.report.skipped) or None
 
 
 class RequestError(ValueError):
@@ -287,7 +311,7 @@ class RagService:
         return sorted(self.store.documents().values(), key=lambda r: r.source)
 
     # --- documents pushed by users ------------------------------------------------------------
-    def add_document(self, filename: str, data: bytes, *, replace: bool = False) -> RefreshReport:
+    def add_document(self, filename: str, data: bytes, *, replace: bool = False) -> UploadOutcome:
         """Save an upload into the corpus dir and index it; never writes outside it."""
         name = safe_filename(filename)
         if Path(name).suffix.lower() not in SUPPORTED_SUFFIXES:
@@ -314,7 +338,7 @@ class RagService:
                     target.unlink(missing_ok=True)
                 else:
                     target.write_bytes(previous)
-            return report
+            return UploadOutcome(name, report, None if report.skipped else self.store.documents().get(name))
 
     def delete_document(self, source: str) -> RefreshReport:
         """Remove a document from the index, and its file when it lives in the corpus dir."""

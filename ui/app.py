@@ -26,7 +26,7 @@ from gradio.utils import get_upload_folder
 from index.loaders import SUPPORTED_SUFFIXES
 from index.refresh import IndexBusyError, Progress
 from rag.schema import Answer, Citation
-from rag.service import DocumentError, RagService, RequestError, ServiceBusyError, safe_filename
+from rag.service import DocumentError, RagService, RequestError, ServiceBusyError
 from rag.settings import Settings
 from rag.startup import Startup
 from rag.store import DocumentRecord
@@ -952,7 +952,7 @@ def build_ui(service: RagService) -> gr.Blocks:
                     if size > settings.max_upload_bytes:
                         lines.append(t(lang, "too_large", name=name, size=_megabytes(size, lang), limit=limit_in(lang)))
                         continue
-                    report = service.add_document(name, path.read_bytes(), replace=bool(replace_existing))
+                    uploaded = service.add_document(name, path.read_bytes(), replace=bool(replace_existing))
                 except (DocumentError, IndexBusyError) as error:
                     lines.append(t(lang, "rejected", name=name, reason=error))
                     continue
@@ -962,13 +962,13 @@ def build_ui(service: RagService) -> gr.Blocks:
                     continue
                 finally:
                     discard_upload(path, upload_folder)
-                if report.skipped:
-                    lines.append(t(lang, "skipped", name=name, reason=report.skipped[0].get("reason", "?")))
-                elif report.added or report.updated:
-                    record = next((r for r in service.documents() if r.source == safe_filename(name)), None)
-                    lines.append(t(lang, "indexed", name=name, chunks=record.chunks if record else "?"))
-                else:
+                if uploaded.outcome == "skipped":
+                    lines.append(t(lang, "skipped", name=name, reason=uploaded.reason))
+                elif uploaded.outcome == "unchanged":
                     lines.append(t(lang, "unchanged", name=name))
+                else:
+                    chunks = uploaded.record.chunks if uploaded.record else "?"
+                    lines.append(t(lang, "indexed", name=name, chunks=chunks))
             return (None, *listing(lang), "\n\n".join(lines))
 
         def reindex(lang: str, is_unlocked: bool, request: gr.Request, progress: gr.Progress = _PROGRESS) -> tuple:
