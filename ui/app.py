@@ -948,13 +948,13 @@ def build_ui(service: RagService) -> gr.Blocks:
                     lines.append(t(lang, "rejected", name=name, reason=t(lang, "not_uploaded")))
                     continue
                 try:
-                    size = path.stat().st_size
-                    if size > settings.max_upload_bytes:
-                        lines.append(t(lang, "too_large", name=name, size=_megabytes(size, lang), limit=limit_in(lang)))
-                        continue
                     uploaded = service.add_document(name, path.read_bytes(), replace=bool(replace_existing))
                 except (DocumentError, IndexBusyError) as error:
-                    lines.append(t(lang, "rejected", name=name, reason=error))
+                    if getattr(error, "code", None) == "file_too_large":  # the service's limit, said in `lang`
+                        size = _megabytes(path.stat().st_size, lang)
+                        lines.append(t(lang, "too_large", name=name, size=size, limit=limit_in(lang)))
+                    else:
+                        lines.append(t(lang, "rejected", name=name, reason=error))
                     continue
                 except Exception as error:  # a broken file must not break the panel
                     log.exception("upload of %s failed", name)
