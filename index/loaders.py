@@ -268,7 +268,9 @@ class _Builder:
     blocks: list[Block] = field(default_factory=list)
     length: int = 0
 
-    def add(self, text: str, level: int = 0, page: int | None = None) -> None:
+    def add(self, text: str, level: int = 0, page: int | None = None, header_rows: int | None = None) -> None:
+        """`header_rows` makes the block a table (one row per line) whose first `header_rows` lines are its
+        header; None for anything else."""
         text = text.strip()
         if not text:
             return
@@ -278,7 +280,12 @@ class _Builder:
             self.parts.append(_BLOCK_SEP)
             self.length += len(_BLOCK_SEP)
         self.parts.append(text)
-        self.blocks.append(Block(self.length, self.length + len(text), level, page))
+        start = self.length
+        header = None
+        if header_rows and text.count("\n") >= header_rows:  # a header with at least one row under it
+            head = "\n".join(text.split("\n")[:header_rows]).rstrip()
+            header = (start, start + len(head))
+        self.blocks.append(Block(start, start + len(text), level, page, header_rows is not None, header))
         self.length += len(text)
 
     def text(self) -> str:
@@ -424,6 +431,14 @@ _MD_EM_STAR = re.compile(r"(?<![\w*\\])\*(?=[^\s*])(.+?)(?<=[^\s*\\])\*(?![\w*])
 _MD_EM_UNDER = re.compile(r"(?<![\w\\])_(?=[^\s_])(.+?)(?<=[^\s_\\])_(?!\w)")
 _MD_ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|<>~$])")
 _CODE_SPAN = re.compile(r"(`+)(.+?)\1")
+# Pages exported from Svelte/MDX/Jinja sites keep their template syntax; a line holding only control tags
+# ({#if x}, {:else}, {/each}, {@html x}, {% block %}, {{< shortcode >}}) is markup, never prose.
+_TEMPLATE_TAG_LINE = re.compile(r"^[ \t]*(?:(?:\{[#/:@][^{}]*\}|\{%.*?%\}|\{\{[<%].*?[>%]\}\})[ \t]*)+$")
+# A line that is nothing but HTML tags (<div slot="x">, </Accordion>): layout around content, not content.
+_TAG_ONLY_LINE = re.compile(r"^[ \t]*(?:</?[A-Za-z][\w.:-]*(?:\s[^<>]*)?/?>[ \t]*)+$")
+# Flush-left text that is not a tag: markdown, as opposed to the indented inner lines of an HTML layout.
+_MD_TEXT_LINE = re.compile(r"^ {0,3}[^\s<]")
+_HTML_OPEN = re.compile(r"^[ \t]*<([A-Za-z][\w-]*)(?=[\s/>]|$)")
 
 
 def _extract_markdown(raw: str) -> tuple[str, str, list[Block]]:
@@ -475,7 +490,7 @@ class _MarkdownParser:
         if fence:
             self._flush()
             return self._code(lines, i, fence.group(1))
-        if not stripped:
+        if not stripped or _TEMPLATE_TAG_LINE.match(line):
             self._flush()
             return i + 1
         setext = _SETEXT.match(line)
@@ -542,11 +557,25 @@ class _MarkdownParser:
         return j + 1
 
     def _html(self, lines: list[str], i: int) -> int:
-        """An HTML block runs to the next blank line; it is mostly layout (badges, logos), keep real prose only."""
+        """An HTML block runs to the next blank line; it is mostly layout (badges, logos), keep real prose only.
+
+        Two exceptions, for pages exported from component frameworks (Svelte, MDX): a non-content element
+        (script, style, ...) is dropped whole up to its closing tag, even across blank lines; and a line of
+        bare tags (<Accordion id="x">, <div slot="y">) followed by flush-left text ends the block there, so
+        the markdown that the wrapper holds is parsed as markdown rather than flattened as HTML.
+        """
         j = i
         chunk: list[str] = []
         in_comment = False
         while j < len(lines) and (lines[j].strip() or in_comment):
+            if not in_comment:
+                skip_end = _skipped_element_end(lines, j)
+                if skip_end is not None:
+                    if chunk:
+                        break
+                    return skip_end
+                if j > i and _TAG_ONLY_LINE.match(lines[j - 1]) and _MD_TEXT_LINE.match(lines[j]):
+                    break
             chunk.append(lines[j])
             joined = "\n".join(chunk)
             in_comment = joined.count("<!--") > joined.count("-->")
@@ -561,17 +590,44 @@ class _MarkdownParser:
         return "|" in lines[i] and i + 1 < len(lines) and bool(_TABLE_SEP.match(lines[i + 1]))
 
     def _table(self, lines: list[str], i: int) -> int:
-        """A pipe table becomes one block, one row per line, cells joined with ' | '."""
+        """A pipe table becomes one block, one row per line, cells joined with ' | '; the rows above the
+        delimiter row (|---|---|) are its header."""
         rows: list[str] = []
+        header_rows = 0
         j = i
         while j < len(lines) and "|" in lines[j] and lines[j].strip():
-            if not _TABLE_SEP.match(lines[j]):
+            if _TABLE_SEP.match(lines[j]):
+                header_rows = header_rows or len(rows)
+            else:
                 cells = [_md_inline(cell.strip()) for cell in _split_row(lines[j].strip())]
                 if any(cells):
                     rows.append(" | ".join(cells))
             j += 1
-        self.out.add("\n".join(rows))
+        self.out.add("\n".join(rows), header_rows=header_rows)
         return j
+
+
+def _skipped_element_end(lines: list[str], i: int) -> int | None:
+    """If line `i` opens a non-content element (<script>, <style>, <svg>, ...), the index of the line after
+    the one that closes it (after the next blank line if nothing closes it, so a forgotten closing tag does
+    not swallow the page); None for any other line. Void tags (<img>) have no content to drop.
+
+    Lower- or upper-case names only: a capitalised <Button> or <Nav> is a framework component wrapping content.
+    """
+    match = _HTML_OPEN.match(lines[i])
+    if not match:
+        return None
+    name = match.group(1)
+    if name.lower() not in _HTML_SKIP or name.lower() in _HTML_VOID or not (name.islower() or name.isupper()):
+        return None
+    close = re.compile(rf"</{re.escape(name)}\s*>", re.IGNORECASE)
+    rest = lines[i][match.end() :]
+    if re.match(r"[^>]*/>", rest):
+        return i + 1  # <script src="..." />
+    for j in range(i, len(lines)):
+        if close.search(rest if j == i else lines[j]):
+            return j + 1
+    return next((j for j in range(i + 1, len(lines)) if not lines[j].strip()), len(lines))
 
 
 def _split_row(row: str) -> list[str]:
@@ -642,6 +698,8 @@ _HTML_SKIP = frozenset(
         "map",
     }
 )
+# Elements that never have a closing tag.
+_HTML_VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"})
 _HTML_BLOCK = frozenset(
     {
         "address",
@@ -695,6 +753,7 @@ class _HtmlBlock:
     text: str
     level: int = 0
     role: str = ""  # "label" | "subtitle" | "doc-title" for EUR-Lex headings
+    header_rows: int | None = None  # a table block: how many of its lines are header rows
 
 
 @dataclass
@@ -742,6 +801,8 @@ class _HtmlWalker:
             self.flush()
             self.walk(node, in_content)
             self.flush(level, role)
+        elif tag == "table" and self._table(node, in_content):
+            pass
         elif tag == "tr":
             self.flush()
             self._row(node, in_content)
@@ -756,22 +817,61 @@ class _HtmlWalker:
         else:
             self.walk(node, in_content)
 
+    def _table(self, node: LexborNode, in_content: bool) -> bool:
+        """A data table (header rows of <th> cells or in <thead>, then data rows) becomes one table block, one
+        row per line. False, and nothing done, for other tables: layout grids and EUR-Lex point lists keep a
+        paragraph per row, and nested tables are left to the generic walk."""
+        if any(inner.mem_id != node.mem_id for inner in node.css("table")):
+            return False
+        captions: list[LexborNode] = []
+        rows: list[str] = []
+        header_rows = 0
+        for child in node.iter():
+            if self._skipped(child, child.tag, in_content):
+                continue
+            if child.tag == "caption":
+                captions.append(child)
+            for tr in [child] if child.tag == "tr" else [n for n in child.iter() if n.tag == "tr"]:
+                if self._skipped(tr, "tr", in_content):
+                    continue
+                text, is_header = self._row_text(tr, in_content)
+                text = _collapse(text)  # one line per row
+                if not text:
+                    continue
+                if (is_header or child.tag == "thead") and header_rows == len(rows):
+                    header_rows += 1
+                rows.append(text)
+        if not header_rows or len(rows) <= header_rows:
+            return False
+        self.flush()
+        for caption in captions:
+            self.walk(caption, in_content)
+            self.flush()
+        self._push(_HtmlBlock("\n".join(rows), header_rows=header_rows))
+        return True
+
     def _row(self, node: LexborNode, in_content: bool) -> None:
         """A table row is one paragraph: "(a) text" for EUR-Lex point layouts, cells joined by " | " otherwise."""
+        text, _ = self._row_text(node, in_content)
+        if text:
+            self._push(_HtmlBlock(text))
+
+    def _row_text(self, node: LexborNode, in_content: bool) -> tuple[str, bool]:
+        """A row's non-empty cells joined by " | ", and whether all its cells are header cells (<th>)."""
         cells: list[str] = []
+        all_th = True
         for cell in node.iter():
             if cell.tag not in {"td", "th"} or self._skipped(cell, cell.tag, in_content):
                 continue
+            all_th = all_th and cell.tag == "th"
             inner = _HtmlWalker()
             inner.walk(cell, in_content)
             text = " ".join(b.text for b in inner.finish() if b.text)
             if text:
                 cells.append(text)
-        if not cells:
-            return
         if len(cells) > 1 and _ENUM_ONLY.match(cells[0]):
             cells = [f"{cells[0]} {cells[1]}", *cells[2:]]
-        self._push(_HtmlBlock(" | ".join(cells)))
+        return " | ".join(cells), all_th and bool(cells)
 
     def flush(self, level: int = 0, role: str = "") -> None:
         raw = "".join(self.inline)
@@ -789,7 +889,7 @@ class _HtmlWalker:
             self.pending_marker = f"{self.pending_marker} {block.text}".strip()
             return
         if self.pending_marker:
-            if block.level == 0:
+            if block.level == 0 and block.header_rows is None:
                 block.text = f"{self.pending_marker} {block.text}"
             else:
                 self.blocks.append(_HtmlBlock(self.pending_marker))
@@ -861,7 +961,7 @@ def _extract_html(raw: str) -> tuple[str, str, list[Block]]:
         walker.walk(root)
     builder = _Builder()
     for block in _merge_eurlex(walker.finish()):
-        builder.add(block.text, level=block.level)
+        builder.add(block.text, level=block.level, header_rows=block.header_rows)
     if not title:
         text = builder.text()
         title = next((_collapse(text[b.start : b.end]) for b in builder.blocks if b.heading_level == 1), "")
@@ -901,6 +1001,11 @@ _PDF_ITEM_START = re.compile(r"^(?:[•◦▪‣∙●○■□–—-]\s|(?:Fig
 _TOC_LINE = re.compile(r"(?:\.\s?){3,}\s*\d+$")
 _NUMERIC_LINE = re.compile(r"^[\d.,%+\-−–:/() ]{1,12}$")
 _PAGE_NUMBER = re.compile(r"^(?:\d{1,4}|[ivxlcdm]{1,7}|-\s*\d{1,4}\s*-|page\s+\d+(?:\s*(?:/|of|sur)\s*\d+)?)$", re.I)
+# A table cell value: 79.8, -3, 1,820, 37B, 4.23GB, 5.7T, 71.0%, (2.1), 8x, and "-" for a missing value.
+_PDF_NUMBER = re.compile(r"[(\[]?[-+−–~≈<>±]?\d[\d.,]*(?:%|[KMBT]|[KMGT]i?B|[kx×])?[)\]]?\*?|[-–—]")
+_PDF_MEASURE = re.compile(r"\d[.,]\d|\d%")
+_PDF_LETTERS_SPAN = re.compile(r"[^\W\d_](?:.*[^\W\d_])?")
+_PDF_DIGITS = re.compile(r"\d+")
 _KEEP_HYPHEN_PREFIXES = frozenset(
     "self non multi pre post co cross well long large small high low fine semi sub anti inter intra meta "
     "zero few one two three real end top state open rule case".split()
@@ -962,14 +1067,16 @@ class _PdfBudget:
 def _extract_pdf(data: bytes, budget: _PdfBudget) -> tuple[str, str, list[Block]]:
     """Text per page (pypdf); lines regrouped into paragraphs and numbered headings; pages keep their number."""
     pages, meta_title = _pdf_pages(data, budget)
+    page_lines = [_pdf_clean_lines(raw) for raw in pages]
+    running = _pdf_running_lines(page_lines)
     builder = _Builder()
     first_lines: list[str] = []
-    for number, raw in enumerate(pages, start=1):
-        lines = _pdf_clean_lines(raw)
+    for number, lines in enumerate(page_lines, start=1):
+        lines = ["" if line and _pdf_line_key(line) in running else line for line in lines]
         if not first_lines:
             first_lines = [line for line in lines if line]
-        for text, level in _pdf_paragraphs(lines):
-            builder.add(text, level=level, page=number)
+        for text, level, header_rows in _pdf_paragraphs(lines):
+            builder.add(text, level=level, page=number, header_rows=header_rows)
     if not builder.blocks:
         raise LoadError("no text layer (scanned PDF?)")
     return meta_title or _pdf_title(first_lines), builder.text(), builder.blocks
@@ -1061,6 +1168,28 @@ def _pdf_clean_lines(raw: str) -> list[str]:
     return [line for line, k in zip(lines, keep, strict=True) if k]
 
 
+def _pdf_line_key(line: str) -> str:
+    """A line from its first to its last letter, other digits folded: a running footer reads "Title 3
+    20/07/2025" on one page, "20/07/2025 Title 4" or "Title20/07/2025 7" (glued) on others."""
+    core = _PDF_LETTERS_SPAN.search(line)
+    return _PDF_DIGITS.sub("#", (core.group() if core else line).lower())
+
+
+def _pdf_running_lines(pages: list[list[str]]) -> set[str]:
+    """Keys of running headers and footers (titles, dates, labels, logo alt texts): lines found on at least
+    3 pages and on at least half of them.
+
+    Half, because a running line is on (nearly) every page, bar a title or full-figure page, while the most
+    repeated real lines stay far below that (in a 52-page report, a "Prompt" label on 19 pages; in a paper,
+    a citation on 3 of 22). At least 3, because on two pages a line seen twice is as likely real content.
+    """
+    counts: dict[str, int] = {}
+    for lines in pages:
+        for key in {_pdf_line_key(line) for line in lines if line}:
+            counts[key] = counts.get(key, 0) + 1
+    return {key for key, count in counts.items() if count >= 3 and count * 2 >= len(pages)}
+
+
 def _pdf_heading_level(line: str) -> int:
     """Numbered section titles ("2.3.1 Cold Start", "1. Introduction") and named ones ("Abstract")."""
     if line.lower().rstrip(":") in _PDF_NAMED_HEADINGS:
@@ -1093,10 +1222,12 @@ def _pdf_width(lines: Iterable[str]) -> int:
     return lengths[int(len(lengths) * 0.8)] if len(lengths) >= 5 else lengths[-1]
 
 
-def _pdf_paragraphs(lines: list[str]) -> list[tuple[str, int]]:
-    """Regroup a page's lines: a short line ends a paragraph (justified text fills the others)."""
+def _pdf_paragraphs(lines: list[str]) -> list[tuple[str, int, int | None]]:
+    """Regroup a page's lines: a short line ends a paragraph (justified text fills the others); a table keeps
+    a line per row. Items are (text, heading level, header rows if a table else None)."""
     width = _pdf_width(lines)
-    out: list[tuple[str, int]] = []
+    tables = {table[0]: table for table in _pdf_tables(lines, width)}
+    out: list[tuple[str, int, int | None]] = []
     para: list[str] = []
     fragments = False  # is out[-1] a run of glued short fragments (chart labels, formula pieces, names)?
 
@@ -1107,19 +1238,30 @@ def _pdf_paragraphs(lines: list[str]) -> list[tuple[str, int]]:
         text = _pdf_join(para)
         is_fragment = len(para) == 1 and len(text) < 40 and not _ends_sentence(text)
         if is_fragment and fragments:
-            out[-1] = (f"{out[-1][0]} {text}", 0)
+            out[-1] = (f"{out[-1][0]} {text}", 0, None)
         else:
-            out.append((text, 0))
+            out.append((text, 0, None))
         fragments = is_fragment
         para.clear()
 
-    for line in lines:
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        i += 1
+        if i - 1 in tables:
+            flush()
+            _, rows_start, end = tables[i - 1]
+            header = lines[i - 1 : rows_start]
+            out.append(("\n".join(header + _pdf_table_rows(lines[rows_start:end])), 0, len(header)))
+            fragments = False
+            i = end
+            continue
         if not line:
             flush()
             continue
         level = _pdf_heading_level(line) if not para else 0
         if level:
-            out.append((line, level))
+            out.append((line, level, None))
             fragments = False
             continue
         if para and _PDF_ITEM_START.match(line):
@@ -1130,6 +1272,76 @@ def _pdf_paragraphs(lines: list[str]) -> list[tuple[str, int]]:
             flush()
     flush()
     return out
+
+
+def _pdf_row_values(line: str) -> int:
+    """How many number-like tokens end the line: a table row reads "MMLU (EM) 88.3 87.2 -"."""
+    count = 0
+    for token in reversed(line.split()):
+        if not _PDF_NUMBER.fullmatch(token):
+            break
+        count += 1
+    return count
+
+
+def _pdf_is_label(line: str) -> bool:
+    """A short line without numbers between rows: a category ("English") or a wrapped first cell."""
+    return 0 < len(line.split()) <= 3 and not any(c.isdigit() for c in line) and not _ends_sentence(line)
+
+
+def _pdf_tables(lines: list[str], width: int) -> list[tuple[int, int, int]]:
+    """Tables of measurements in a page's lines, as (header start, first row, end) line indices.
+
+    Rows are lines ending in at least 2 number-like values, at least 3 of them, with label lines between
+    them; at least half must hold a decimal or a percentage, as measurements do, which names with version
+    numbers ("LLaMA 2 13B" chart labels) or code (f((1, 2)) == (3, 4)) do not. The header is the short
+    lines right above (column titles wrap, so up to 4), never a sentence, a heading, a caption or a list item.
+    """
+    tables: list[tuple[int, int, int]] = []
+    i = 0
+    while i < len(lines):
+        if _pdf_row_values(lines[i]) < 2:
+            i += 1
+            continue
+        end, rows = i, []
+        while end < len(lines) and lines[end]:
+            if _pdf_row_values(lines[end]) >= 2:
+                rows.append(lines[end])
+            elif not (_pdf_is_label(lines[end]) and end + 1 < len(lines) and _pdf_row_values(lines[end + 1]) >= 2):
+                break
+            end += 1
+        if len(rows) >= 3 and sum(bool(_PDF_MEASURE.search(row)) for row in rows) * 2 >= len(rows):
+            floor = tables[-1][2] if tables else 0
+            head = i
+            while head > floor and i - head < 4 and _pdf_is_header_line(lines[head - 1], width):
+                head -= 1
+            tables.append((head, i, end))
+        i = max(end, i + 1)
+    return tables
+
+
+def _pdf_is_header_line(line: str, width: int) -> bool:
+    return (
+        bool(line)
+        and len(line) < width * 0.85  # column titles; a justified line of prose fills the measure
+        and not _pdf_heading_level(line)
+        and not _ends_sentence(line)
+        and not line.endswith((":", ",", ";"))
+        and not _PDF_ITEM_START.match(line)
+    )
+
+
+def _pdf_table_rows(lines: list[str]) -> list[str]:
+    """Table lines, one per row: a label line becomes the first cell of the row under it."""
+    rows: list[str] = []
+    label = ""
+    for line in lines:
+        if _pdf_row_values(line) >= 2:
+            rows.append(f"{label} {line}".strip())
+            label = ""
+        else:
+            label = f"{label} {line}".strip()
+    return rows
 
 
 def _pdf_join(lines: list[str]) -> str:

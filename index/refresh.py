@@ -30,7 +30,7 @@ from rag.lexical import LexicalIndex
 from rag.store import ChunkVectors, DocumentRecord, VectorStore
 
 # Bump when loaders or chunking change what they produce: documents are then re-chunked on the next refresh.
-PIPELINE_VERSION = "4"
+PIPELINE_VERSION = "5"
 _MIN_SENTENCE_CHARS = 25  # shorter fragments ("Table 3.") only add noise to sentence search
 
 
@@ -157,6 +157,7 @@ class Refresher:
         *,
         chunk_size: int,
         chunk_overlap: int,
+        table_row_chunks: bool = False,
         on_progress: Callable[[Progress], None] | None = None,
         after_write: Callable[[str], None] | None = None,
         write_guard: Callable[[], AbstractContextManager] = nullcontext,
@@ -164,9 +165,10 @@ class Refresher:
     ):
         self.store = store
         self.embedder = embedder
-        self.pipeline = f"{PIPELINE_VERSION}:{chunk_size}:{chunk_overlap}"
+        self.pipeline = f"{PIPELINE_VERSION}:{chunk_size}:{chunk_overlap}" + (":rows" if table_row_chunks else "")
         self.chunk_size = chunk_size
         self.chunk_overlap = chunk_overlap
+        self.table_row_chunks = table_row_chunks
         self.on_progress = on_progress
         # Test hook: called between writing a document's new chunks and deleting its stale ones.
         self.after_write = after_write
@@ -242,7 +244,9 @@ class Refresher:
             return None
         chunks = [
             replace(chunk, language=detect_language(chunk.text))
-            for chunk in chunk_document(document, self.chunk_size, self.chunk_overlap)
+            for chunk in chunk_document(
+                document, self.chunk_size, self.chunk_overlap, table_row_chunks=self.table_row_chunks
+            )
         ]
         if not chunks:
             report.skipped.append({"path": str(file.path), "reason": "no text to index"})

@@ -27,12 +27,17 @@ class Block:
     """A structural unit of extracted text: `text[start:end]` of its document.
 
     `heading_level` is 0 for body text and 1..6 for a heading; `page` is 1-based for PDF, else None.
+    `table` marks a table, one row per line (chunking cuts it between rows, never mid-row); `header` is
+    the span of its header row(s) in the document text, when it has one: each data row is then also
+    indexed on its own, under that header, so a question answered by one row finds that row.
     """
 
     start: int
     end: int
     heading_level: int = 0
     page: int | None = None
+    table: bool = False
+    header: tuple[int, int] | None = None
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """The answer chain, in LCEL: standalone question (only when the question leans on the history) →
-hybrid retrieval → numbered, tight excerpts → streamed generation → citation attribution."""
+its translation into the corpus's other language (when the index holds one) → hybrid retrieval →
+numbered, tight excerpts → streamed generation → citation attribution."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from langchain_core.runnables import RunnableLambda, RunnablePassthrough
 
 from rag.citations import AttributionConfig, Attributor, CitationStreamer, SentenceEncoder, build_passage_sentences
 from rag.generation import REFUSALS, ChatGenerator, GenerationRequest, Generator, select_excerpts
-from rag.language import Language, detect_language
+from rag.language import LANGUAGES, Language, detect_language
 from rag.lexical import analyze
 from rag.retrieval import HybridRetriever
 from rag.schema import Answer, StreamEvent, Timings
+from rag.translation import QueryTranslator
 
 # Words that point back into the conversation ("it", "they", "celui-ci"...) or open a follow-up ("and ...?").
 _ANAPHORA = re.compile(
@@ -43,6 +45,7 @@ class AnswerChain:
         drop_unsupported: bool,
         attribution: AttributionConfig | None = None,
         rewriter: Callable[[], ChatGenerator | None] = lambda: None,
+        translator: Callable[[], QueryTranslator | None] = lambda: None,
     ):
         self.retriever = retriever
         self.encoder = encoder
@@ -50,6 +53,7 @@ class AnswerChain:
         self.drop_unsupported = drop_unsupported
         self.attribution = attribution
         self.rewriter = rewriter
+        self.translator = translator
         self.prepare = RunnablePassthrough.assign(standalone=RunnableLambda(self._standalone)) | RunnableLambda(
             self._retrieve
         )
@@ -66,10 +70,30 @@ class AnswerChain:
         return rewriter.rewrite(question, history, detect_language(question))
 
     def _retrieve(self, state: dict) -> dict:
-        started = time.perf_counter()
         language = detect_language(state["question"])
-        passages = self.retriever.retrieve(state["standalone"], state["k"], sources=state["sources"], language=language)
-        return {**state, "language": language, "passages": passages, "retrieve_ms": _ms(started)}
+        started = time.perf_counter()
+        translations = self._translations(state["standalone"], language, state["sources"])
+        translate_ms = _ms(started) if translations else 0.0
+        started = time.perf_counter()
+        passages = self.retriever.retrieve(
+            state["standalone"], state["k"], sources=state["sources"], language=language, translations=translations
+        )
+        return {
+            **state,
+            "language": language,
+            "translations": translations,
+            "passages": passages,
+            "translate_ms": translate_ms,
+            "retrieve_ms": _ms(started),
+        }
+
+    def _translations(self, question: str, language: Language, sources) -> dict[Language, str]:
+        """The question in each other language the searched documents hold (none: nothing to translate for)."""
+        translator = self.translator()
+        if translator is None:
+            return {}
+        targets = [other for other in LANGUAGES if other != language and self.retriever.holds_language(other, sources)]
+        return {target: text for target in targets if (text := translator.translate(question, target))}
 
     def stream(
         self,
@@ -105,8 +129,15 @@ class AnswerChain:
             sentences = build_passage_sentences(self.encoder, passages, self.retriever.stored_sentences(passages))
             # The retriever embedded this question a moment ago: the embedder gives it back from its cache.
             question_vector = np.asarray(self.retriever.embed_query(question), dtype=np.float32)
+            translated = {
+                other: np.asarray(self.retriever.embed_query(text), dtype=np.float32)
+                for other, text in state["translations"].items()
+            }
             request = GenerationRequest(question, language, passages, sentences, question_vector)
-            request.excerpts = select_excerpts(sentences, question_vector, language, encoder=self.encoder)
+            request.translated_vectors = translated
+            request.excerpts = select_excerpts(
+                sentences, question_vector, language, encoder=self.encoder, translated=translated
+            )
             # Only what the generator was shown can support its answer.
             attributor = Attributor(
                 self.encoder,
@@ -122,7 +153,12 @@ class AnswerChain:
             cited = streamer.result()
             answer.answer, answer.citations = cited.text, cited.citations
             answer.unsupported, answer.refused = cited.unsupported, cited.refused
-        answer.timings_ms = Timings(retrieve=state["retrieve_ms"], generate=_ms(generate_started), total=_ms(started))
+        answer.timings_ms = Timings(
+            translate=state["translate_ms"],
+            retrieve=state["retrieve_ms"],
+            generate=_ms(generate_started),
+            total=_ms(started),
+        )
         yield StreamEvent(type="final", answer=answer)
 
 

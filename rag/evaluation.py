@@ -235,10 +235,10 @@ def bootstrap_intervals(
 def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
     latency = {
         stage: {
-            "p50": _percentile([r["timings_ms"][stage] for r in results], 0.5),
-            "p95": _percentile([r["timings_ms"][stage] for r in results], 0.95),
+            "p50": _percentile([r["timings_ms"].get(stage, 0.0) for r in results], 0.5),
+            "p95": _percentile([r["timings_ms"].get(stage, 0.0) for r in results], 0.95),
         }
-        for stage in ("retrieve", "generate", "total")
+        for stage in ("translate", "retrieve", "generate", "total")
     }
     answerable = sum(r["answerable"] for r in results)
     return {

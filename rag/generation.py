@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import re
 import unicodedata
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -20,7 +20,7 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 
 from rag.citations import PassageSentences, SentenceEncoder, ensure_clauses
-from rag.language import CROSS_LANGUAGE_GAP, Language
+from rag.language import CROSS_LANGUAGE_GAP, LANGUAGE_NAMES, Language
 from rag.lexical import fold
 from rag.schema import Passage
 
@@ -28,7 +28,6 @@ REFUSALS: dict[Language, str] = {
     "fr": "Les documents ne contiennent pas la réponse à cette question.",
     "en": "The documents do not contain the answer to this question.",
 }
-_LANGUAGE_NAMES: dict[Language, str] = {"fr": "French", "en": "English"}
 
 # Document text is untrusted: the prompt holds each excerpt in its own <document> block, which the system prompt
 # declares to be data, and which no document can close (see `format_context`). Sentences addressed to an AI are
@@ -106,6 +105,12 @@ class GenerationRequest:
     sentences: Sequence[PassageSentences]  # the passages cut into sentences, with vectors
     question_vector: np.ndarray  # the question embedded with the "query" prompt
     excerpts: Sequence[Excerpt] = ()  # the passages the prompt shows, most relevant first
+    # The question's translations embedded the same way, by language: a sentence in another language is compared
+    # with the question in its own language when there is one (see `relevance`).
+    translated_vectors: Mapping[Language, np.ndarray] = field(default_factory=dict)
+
+    def relevance(self, vector: np.ndarray, text_language: str) -> float:
+        return relevance(vector, text_language, self.question_vector, self.language, self.translated_vectors)
 
     def shown(self) -> list[int]:
         """Indexes of the passages the generator may answer from (all of them when no selection was made)."""
@@ -130,6 +135,26 @@ def is_prose(text: str) -> bool:
     return bool(tokens) and sum(bool(_WORD.match(t.lstrip("«(\"'"))) for t in tokens) >= len(tokens) / 2
 
 
+def relevance(
+    vector: np.ndarray,
+    text_language: str,
+    question_vector: np.ndarray,
+    language: Language,
+    translated: Mapping[Language, np.ndarray],
+) -> float:
+    """Cosine of a sentence to the question, comparable across languages: a sentence in the question's language
+    against the question; one in another language against the question's translation into it when there is
+    one, else against the question with the other language's handicap added back (the better of the two when
+    both exist, so a poor translation never makes a sentence less relevant than without it)."""
+    own = float(vector @ question_vector)
+    if text_language == language:
+        return own
+    own += CROSS_LANGUAGE_GAP
+    if text_language in translated:
+        return max(own, float(vector @ translated[text_language]))  # type: ignore[index]
+    return own
+
+
 def select_excerpts(
     sentences: Sequence[PassageSentences],
     question_vector: np.ndarray,
@@ -140,6 +165,7 @@ def select_excerpts(
     margin: float = 0.05,
     encoder: SentenceEncoder | None = None,
     clause_candidates: int = 8,
+    translated: Mapping[Language, np.ndarray] | None = None,
 ) -> list[Excerpt]:
     """The passages worth showing, most relevant first, each by its sentences most relevant to the question.
 
@@ -153,25 +179,26 @@ def select_excerpts(
     the long sentences among the `clause_candidates` best are also scored by their best clause (a question
     about "the chips" matches one clause of a 230-character sentence better than the whole); attribution
     reuses those clause vectors."""
+    translated = translated or {}
+
+    def score(vector: np.ndarray, p: int, i: int) -> float:
+        return relevance(vector, sentences[p].language, question_vector, language, translated) + penalty[p, i]
+
     ranked = []
-    offset: dict[tuple[int, int], float] = {}  # what is added to a sentence's (or its clauses') similarity
+    penalty: dict[tuple[int, int], float] = {}  # what is taken off a sentence's (or its clauses') relevance
     for p, item in enumerate(sentences):
-        gap = CROSS_LANGUAGE_GAP if item.language != language else 0.0
         for i in range(len(item.spans)):
             text = normalize_untrusted(item.text(i))
             if not addressed_to_ai(text):
-                offset[p, i] = gap - (0.0 if is_prose(text) else NOT_PROSE_PENALTY)
-                ranked.append((float(item.vectors[i] @ question_vector) + offset[p, i], p, i))
+                penalty[p, i] = 0.0 if is_prose(text) else -NOT_PROSE_PENALTY
+                ranked.append((score(item.vectors[i], p, i), p, i))
     if not ranked:
         return []
     ranked.sort(reverse=True)
     if encoder is not None:
         top = ranked[:clause_candidates]
         ensure_clauses(encoder, sentences, [(p, i) for _, p, i in top])
-        rescored = [
-            (max([score, *(float(v @ question_vector) + offset[p, i] for _, v in sentences[p].clauses[i])]), p, i)
-            for score, p, i in top
-        ]
+        rescored = [(max([whole, *(score(v, p, i) for _, v in sentences[p].clauses[i])]), p, i) for whole, p, i in top]
         ranked = sorted(rescored + ranked[clause_candidates:], reverse=True)
     best = ranked[0][0]
     chosen: dict[int, list[int]] = {}  # passage -> sentences, in the order passages first got one
@@ -187,8 +214,8 @@ def select_excerpts(
         used += size
         return True
 
-    for score, p, i in ranked:
-        if score < best - margin:
+    for value, p, i in ranked:
+        if value < best - margin:
             break
         text = normalize_untrusted(sentences[p].text(i))
         if take(p, i) and (len(text) < 60 or text.endswith(":")) and i + 1 < len(sentences[p].spans):
@@ -288,7 +315,7 @@ class ChatGenerator:
             ]
         )
         chain = prompt | self.chat_model | StrOutputParser()
-        rewritten = chain.invoke({"turns": turns, "question": question, "language": _LANGUAGE_NAMES[language]})
+        rewritten = chain.invoke({"turns": turns, "question": question, "language": LANGUAGE_NAMES[language]})
         rewritten = rewritten.strip().strip('"').splitlines()[0] if rewritten.strip() else ""
         return rewritten or question
 
@@ -317,7 +344,14 @@ class ExtractiveGenerator:
         candidates = [
             (
                 item.text(i),
-                (1 - self.context_weight) * float(item.vectors[i] @ request.question_vector)
+                (1 - self.context_weight)
+                * relevance(
+                    item.vectors[i],
+                    item.language,
+                    request.question_vector,
+                    request.language,
+                    request.translated_vectors,
+                )
                 + self.context_weight * item.passage.similarity,
             )
             for item in (request.sentences[p] for p in request.shown())

@@ -7,6 +7,7 @@ from typing import Literal
 
 Language = Literal["fr", "en"]
 LANGUAGES: tuple[Language, ...] = ("fr", "en")
+LANGUAGE_NAMES: dict[Language, str] = {"fr": "French", "en": "English"}
 
 # The multilingual embeddings score a sentence in the other language lower than the same content in the
 # question's language, so relevance and support are compared across languages after adding this much to the

@@ -486,8 +486,18 @@ class LlamaCppChatModel(BaseChatModel):
                     yield chunk
 
 
-def load_local_chat_model(settings: Settings, on_progress: ProgressCallback | None = None) -> LlamaCppChatModel:
-    """Reassemble (first run) and load the local model, or raise ModelUnavailable saying why."""
+def load_local_chat_model(
+    settings: Settings,
+    on_progress: ProgressCallback | None = None,
+    *,
+    context: int | None = None,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+) -> LlamaCppChatModel:
+    """Reassemble (first run) and load the local model, or raise ModelUnavailable saying why.
+
+    The overrides serve a second, small context over the same weights (the question translator): llama.cpp
+    maps the weights file, so a second context costs its KV cache, not another copy of the model."""
     try:
         import llama_cpp  # noqa: F401
     except Exception as exc:  # ImportError, or OSError when libllama cannot be loaded
@@ -498,10 +508,10 @@ def load_local_chat_model(settings: Settings, on_progress: ProgressCallback | No
     try:
         return LlamaCppChatModel(
             model_path=str(path),
-            n_ctx=settings.llm_context,
+            n_ctx=context or settings.llm_context,
             n_threads=settings.llm_threads,
-            temperature=settings.llm_temperature,
-            max_tokens=settings.llm_max_tokens,
+            temperature=settings.llm_temperature if temperature is None else temperature,
+            max_tokens=max_tokens or settings.llm_max_tokens,
         )
     except (ValueError, RuntimeError, OSError) as exc:  # llama_cpp raises ValueError when the load fails
         raise ModelUnavailable(f"llama.cpp could not load {path}: {exc}") from exc

@@ -11,7 +11,7 @@ Two corrections make fusion work on a bilingual corpus:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 
@@ -35,6 +35,7 @@ class FusionWeights:
     candidates: int = 20
     slots: int = 2
     margin: float = 0.05
+    part_places: bool = True  # keep a place for each part's best passage in a multi-part question
 
 
 @dataclass
@@ -71,22 +72,105 @@ class HybridRetriever:
         *,
         sources: Sequence[str] | None = None,
         language: Language | None = None,
+        translations: Mapping[Language, str] | None = None,
     ) -> list[Passage]:
-        """The k best passages, numbered 1..k, best first."""
-        queries = sub_queries(query)
-        language = language or detect_language(queries[0])
-        vectors = np.asarray([self.embed_query(q) for q in queries], dtype=np.float32)
+        """The k best passages, numbered 1..k, best first.
+
+        `translations` are the question in the corpus's other language(s). With them, each language's passages
+        are searched with the question in that language only (see `_own_language_candidates`)."""
+        w = self.weights
+        language = language or detect_language(query)
+        searches = bilingual_searches(query, language, translations or {})
+        texts = list(dict.fromkeys(text for search in searches for text in search.values()))
+        vectors = dict(zip(texts, np.asarray([self.embed_query(t) for t in texts], dtype=np.float32), strict=True))
         merged: dict[str, _Candidate] = {}
+        part_bests: list[str] = []  # each part's own best chunk (the whole question is searches[0])
         with self.guard():
-            for sub_query, vector in zip(queries, vectors, strict=True):
-                for chunk_id_, candidate in self._candidates(sub_query, vector, sources).items():
-                    candidate.fused = self._fuse(candidate, language)
+            for number, search in enumerate(searches):
+                if len(search) > 1:
+                    found = self._own_language_candidates(
+                        [(t, lang, vectors[t]) for lang, t in search.items()], sources
+                    )
+                else:
+                    found = self._candidates(search[language], vectors[search[language]], sources)
+                    for candidate in found.values():
+                        candidate.fused = self._fuse(candidate, language)
+                if number and found and w.part_places:
+                    part_bests.append(max(found.values(), key=lambda c: c.fused).chunk.id)
+                for chunk_id_, candidate in found.items():  # the parts of a question add up
                     kept = merged.setdefault(chunk_id_, candidate)
                     if kept is not candidate:
                         kept.fused += candidate.fused
                         kept.similarity = max(kept.similarity, candidate.similarity)
         ranked = sorted(merged.values(), key=lambda c: c.fused, reverse=True)
-        return to_passages(self._select(merge_neighbours(ranked), language, k))
+        return to_passages(self._select(merge_neighbours(ranked), language, k, part_bests))
+
+    def _own_language_candidates(
+        self, searches: list[tuple[str, Language, np.ndarray]], sources: Sequence[str] | None
+    ) -> dict[str, _Candidate]:
+        """Each language's passages searched with the question in that language (as asked, or translated).
+
+        Every similarity is then between two texts of one language, so they compare across languages: dense and
+        sentence ranks are taken over one list holding both languages, and a passage is ranked by how well it
+        answers, not by which language it is in. BM25 ranks stay per query (their scores are not comparable),
+        each query's hits restricted to its own language, where words can match."""
+        w = self.weights
+        chunk_similarity: dict[str, float] = {}
+        sentence_similarity: dict[str, float] = {}
+        lexical_lists: list[tuple[Language, list[str]]] = []
+        chunks: dict[str, Chunk] = {}
+        for text, language, vector in searches:
+            for hit in self.store.search(vector.tolist(), w.candidates, sources, language):
+                chunks[hit.chunk.id] = hit.chunk
+                chunk_similarity[hit.chunk.id] = max(chunk_similarity.get(hit.chunk.id, -1.0), hit.score)
+            best_per_chunk: dict[str, float] = {}
+            for hit in self.store.sentence_search(vector.tolist(), 3 * w.candidates, sources, language):
+                best_per_chunk.setdefault(hit.chunk_id, hit.score)  # hits come best first
+            for chunk_id_, score in list(best_per_chunk.items())[: w.candidates]:
+                sentence_similarity[chunk_id_] = max(sentence_similarity.get(chunk_id_, -1.0), score)
+            lexical_lists.append(
+                (language, [hit.chunk_id for hit in self.lexical().search(text, w.candidates, sources)])
+            )
+        unseen = [i for i in (*sentence_similarity, *(i for _, ids in lexical_lists for i in ids)) if i not in chunks]
+        chunks.update(self.store.chunks_by_id(list(dict.fromkeys(unseen))))  # a chunk a refresh just replaced goes
+        lexical: dict[str, float] = {}
+        for language, ids in lexical_lists:
+            own = [i for i in ids if i in chunks and chunks[i].language == language]
+            for rank, chunk_id_ in enumerate(own, start=1):
+                lexical[chunk_id_] = lexical.get(chunk_id_, 0.0) + w.lexical_same_language / (w.rrf_k + rank)
+        dense_hits = set(chunk_similarity)
+        missing = [i for i in chunks if i not in chunk_similarity]
+        if missing:
+            stored = self.store.embeddings_for(missing, sentences=False)
+            for chunk_id_ in missing:
+                if chunk_id_ in stored:
+                    vector = np.asarray(stored[chunk_id_].chunk, dtype=np.float32)
+                    own = [v for _, lang, v in searches if lang == chunks[chunk_id_].language]
+                    chunk_similarity[chunk_id_] = max(float(np.dot(q, vector)) for q in own)
+        dense_rank = _ranks({i: chunk_similarity[i] for i in dense_hits})
+        sentence_rank = _ranks(sentence_similarity)
+        candidates: dict[str, _Candidate] = {}
+        for chunk_id_, chunk in chunks.items():
+            if chunk_id_ not in chunk_similarity:
+                continue
+            candidate = _Candidate(
+                chunk,
+                (chunk_id_,),
+                max(chunk_similarity[chunk_id_], sentence_similarity.get(chunk_id_, -1.0)),
+                dense_rank=dense_rank.get(chunk_id_),
+                sentence_rank=sentence_rank.get(chunk_id_),
+            )
+            candidate.fused = (
+                (w.dense / (w.rrf_k + candidate.dense_rank) if candidate.dense_rank else 0.0)
+                + (w.sentence / (w.rrf_k + candidate.sentence_rank) if candidate.sentence_rank else 0.0)
+                + lexical.get(chunk_id_, 0.0)
+            )
+            candidates[chunk_id_] = candidate
+        return candidates
+
+    def holds_language(self, language: Language, sources: Sequence[str] | None = None) -> bool:
+        with self.guard():
+            return self.store.has_language(language, sources)
 
     def stored_sentences(self, passages: Sequence[Passage]) -> list[list[tuple[int, int, Sequence[float]]]]:
         """The sentence vectors the index holds for each passage, with offsets inside the passage text."""
@@ -147,14 +231,21 @@ class HybridRetriever:
             score += weight / (w.rrf_k + candidate.lexical_rank)
         return score
 
-    def _select(self, ranked: list[_Candidate], language: Language, k: int) -> list[_Candidate]:
-        """The k first in fused order, except that up to `slots` places go to the other language's best
-        passages when their similarity comes within `margin` of the best passage's."""
+    def _select(
+        self, ranked: list[_Candidate], language: Language, k: int, part_bests: Sequence[str] = ()
+    ) -> list[_Candidate]:
+        """The k first in fused order, except that places are kept for the best passage of each part of a
+        multi-part question (summed scores favour what matches the whole question, so the document only one
+        part asks about would lose out) and, up to `slots`, for the other language's best passages when their
+        similarity comes within `margin` of the best passage's."""
         if not ranked:
             return []
         w = self.weights
         best = max(c.similarity for c in ranked)
-        reserved = [c for c in ranked if c.chunk.language != language and c.similarity >= best - w.margin][: w.slots]
+        parts = [c for c in ranked if set(c.chunk_ids) & set(part_bests)]
+        other = [c for c in ranked if c.chunk.language != language and c.similarity >= best - w.margin][: w.slots]
+        reserved = parts + [c for c in other if c not in parts]
+        reserved = reserved[: max(0, k - 1)]  # the best of all keeps its place
         chosen = [c for c in ranked if c not in reserved][: max(0, k - len(reserved))]
         kept = {id(c) for c in chosen + reserved}
         return [c for c in ranked if id(c) in kept]
@@ -168,6 +259,26 @@ MAX_SUB_QUERIES = 4
 # over a pasted text only costs time. The service has its own, separate limit on questions.
 MAX_QUERY_CHARS = 2000
 _LAST_WORD = re.compile(r"\s+\S*\Z")
+
+
+def bilingual_searches(
+    query: str, language: Language, translations: Mapping[Language, str]
+) -> list[dict[Language, str]]:
+    """What to search: the question and its parts (`sub_queries`), each as {language: text}. A translation gives
+    the whole question its other-language text, and each part too when the translation has as many parts (a
+    translation keeps the sentences of what it translates); a part without one is searched as asked."""
+    parts = sub_queries(query)
+    searches: list[dict[Language, str]] = [{language: part} for part in parts]
+    for other, translation in translations.items():
+        if other == language or not translation.strip():
+            continue
+        translated = sub_queries(translation)
+        if len(translated) == len(parts):
+            for search, text in zip(searches, translated, strict=True):
+                search[other] = text
+        else:
+            searches[0][other] = translation
+    return searches
 
 
 def sub_queries(query: str) -> list[str]:
@@ -188,6 +299,12 @@ def sub_queries(query: str) -> list[str]:
 
 def _folded(text: str) -> str:
     return " ".join(text.casefold().split())
+
+
+def _ranks(scores: dict[str, float]) -> dict[str, int]:
+    """1 for the highest score, 2 for the next..."""
+    ordered = sorted(scores, key=scores.__getitem__, reverse=True)
+    return {key: rank for rank, key in enumerate(ordered, start=1)}
 
 
 def merge_neighbours(ranked: list[_Candidate]) -> list[_Candidate]:

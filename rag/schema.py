@@ -44,6 +44,7 @@ class Citation(BaseModel):
 
 
 class Timings(BaseModel):
+    translate: float = Field(0.0, description="Translating the question for cross-language retrieval (0: not done).")
     retrieve: float = 0.0
     generate: float = 0.0
     total: float = 0.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import logging
 import re
 import threading
 import time
@@ -32,6 +33,8 @@ from rag.schema import Answer, StreamEvent
 from rag.settings import Settings
 from rag.startup import STAGED_UPLOAD_SUFFIX, Startup
 from rag.store import ChromaStore, DocumentRecord, known_roots, open_chroma_store, swap_in
+
+log = logging.getLogger(__name__)
 
 # How long a reader trusts its lexical index before checking the store for another process's refresh.
 _LEXICAL_RECHECK_SECONDS = 2.0
@@ -151,9 +154,14 @@ class RagService:
         *,
         embedder: Any | None = None,
         chat_models: dict[str, Any] | None = None,
+        translator: Any | None = None,
     ):
         self.settings = settings
         self._embedder = embedder
+        # A translator given by the caller (tests) is used as is; otherwise `translator()` builds one on first use.
+        self._translator = translator
+        self._translator_checked = translator is not None
+        self.translator_unavailable: str | None = None
         # Chat models given by the caller (tests, embedding apps) take precedence over the built-in ones.
         self._chat_models = dict(chat_models or {})
         self._generators: dict[str, Any] = {}
@@ -259,6 +267,7 @@ class RagService:
             write_guard=self.rw.write,
             chunk_size=self.settings.chunk_size,
             chunk_overlap=self.settings.chunk_overlap,
+            table_row_chunks=self.settings.table_row_chunks,
             on_progress=on_progress,
             after_write=after_write,
             max_file_bytes=self.settings.max_upload_bytes,
@@ -386,6 +395,7 @@ class RagService:
                     min_similarity=self.settings.min_similarity,
                     drop_unsupported=self.settings.drop_unsupported,
                     rewriter=self._any_chat_generator,
+                    translator=self.translator,
                 )
             return self._chain
 
@@ -410,6 +420,30 @@ class RagService:
         if name in self._chat_models:
             return self._chat_models[name]
         return make_chat_model(name, self.settings)
+
+    def translator(self):
+        """The question translator of `query_translation`, loaded once; None when off or the model is missing
+        (retrieval then searches the question as asked, and `translator_unavailable` says why)."""
+        with self._open_lock:
+            if not self._translator_checked:
+                self._translator_checked = True
+                if self.settings.query_translation == "local":
+                    self._translator = self._local_translator()
+            return self._translator
+
+    def _local_translator(self):
+        from rag.llm_local import ModelUnavailable, load_local_chat_model
+        from rag.translation import ChatTranslator
+
+        try:
+            # Its own small context: the generator's KV cache of its system prompt stays in place. Greedy, and
+            # 96 tokens: a question of 4,000 characters is cut, but retrieval reads 2,000 at most anyway.
+            model = load_local_chat_model(self.settings, context=1024, max_tokens=96, temperature=0.0)
+        except ModelUnavailable as error:
+            self.translator_unavailable = str(error)
+            log.warning("question translation off: %s", error)
+            return None
+        return ChatTranslator(model)
 
     def _any_chat_generator(self):
         """An LLM to rewrite follow-ups for the extractive generator, if one is loaded already."""
@@ -519,9 +553,11 @@ class RagService:
         self.warm_generator()
 
     def warm_generator(self) -> None:
-        """Load the configured generator (and the local model's prompt cache), so no first question waits."""
+        """Load the configured generator (and the local model's prompt cache) and the question translator, so no
+        first question waits."""
         from rag.generation import ChatGenerator
 
+        self.translator()
         generator, _ = self.generator()
         if self.settings.generator == "local" and isinstance(generator, ChatGenerator):
             generator.warm_prefix()

@@ -37,11 +37,19 @@ class Settings(BaseSettings):
     # chunking
     chunk_size: int = Field(1000, ge=200, description="Target chunk length in characters.")
     chunk_overlap: int = Field(150, ge=0, description="Characters of the previous chunk repeated at the start.")
+    table_row_chunks: bool = Field(
+        False, description="Also index each table row as a chunk under its header (off: it cost unseen questions)."
+    )
 
     # retrieval
     k: int = Field(5, ge=1, le=50)
     min_similarity: float = Field(
         0.80, description="Below this cosine similarity of the best passage, refuse without generating."
+    )
+    query_translation: Literal["local", "off"] = Field(
+        "local",
+        description="'local': the bundled model translates each question into the index's other language, and "
+        "retrieval searches both; 'off': the question is searched as asked.",
     )
 
     # generation

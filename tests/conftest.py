@@ -34,6 +34,8 @@ def make_settings(tmp_path: Path, models_dir: Path) -> Callable[..., Settings]:
             "data_dir": tmp_path / "data",
             "corpus_dir": tmp_path / "corpus",
             "generator": "extractive",
+            # Question translation loads the local model: the tests that are about it turn it on.
+            "query_translation": "off",
         }
         values.update(overrides)
         settings = Settings(_env_file=None, **values)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import bisect
 import itertools
+from pathlib import Path
 
 import pytest
 from conftest import RELATED, REPO
 
-from index.chunking import chunk_document, heading_title, split_sentences
+from index.chunking import chunk_document, heading_title, split_sentences, table_header, table_rows
 from index.loaders import SUPPORTED_SUFFIXES, load_document
 from index.types import Block, Chunk, Document
 
@@ -35,6 +36,11 @@ def chunked(docs: dict[str, Document]) -> dict[str, list[Chunk]]:
     return {name: chunk_document(doc, SIZE, OVERLAP) for name, doc in docs.items()}
 
 
+@pytest.fixture(scope="module")
+def chunked_with_rows(docs: dict[str, Document]) -> dict[str, list[Chunk]]:
+    return {name: chunk_document(doc, SIZE, OVERLAP, table_row_chunks=True) for name, doc in docs.items()}
+
+
 def sentences(text: str) -> list[str]:
     return [text[s:e] for s, e in split_sentences(text)]
 
@@ -57,6 +63,16 @@ def para_doc(*parts: tuple[str, int]) -> Document:
         blocks.append(Block(len(text), len(text) + len(part), level))
         text += part
     return make_doc(text, blocks)
+
+
+def is_row_chunk(doc: Document, chunk: Chunk) -> bool:
+    """A table row indexed on its own, under its table's header (the other chunks are the packed passages)."""
+    block = block_at(doc, chunk.start)
+    return (
+        block.header is not None
+        and (chunk.start, chunk.end) in table_rows(doc.text, block)
+        and chunk.heading_path[-1:] == (table_header(doc.text, block),)
+    )
 
 
 # -------------------------------------------------------------------------------------------- whole corpus
@@ -100,6 +116,8 @@ def test_no_chunk_cuts_a_sentence(docs: dict[str, Document], chunked: dict[str, 
         long_sentences: list[tuple[int, int]] = []
         for block in doc.blocks:
             spans = split_sentences(doc.text[block.start : block.end], block.start)
+            if block.table:  # a table is cut between rows
+                spans += table_rows(doc.text, block)
             starts.update(s for s, _ in spans)
             ends.update(e for _, e in spans)
             long_sentences += [(s, e) for s, e in spans if e - s > SIZE]
@@ -157,19 +175,22 @@ def test_repeated_paragraph_is_stored_once(chunked: dict[str, list[Chunk]]) -> N
     assert sum("Dans le même temps, cela montre également" in c.text for c in chunks) == 1
 
 
-def test_overlap_repeats_whole_trailing_sentences(chunked: dict[str, list[Chunk]]) -> None:
+def test_overlap_repeats_whole_trailing_sentences(docs: dict[str, Document], chunked: dict[str, list[Chunk]]) -> None:
     overlaps = 0
-    for chunks in chunked.values():
-        for prev, nxt in itertools.pairwise(chunks):
+    for name, chunks in chunked.items():
+        packed = [c for c in chunks if not is_row_chunk(docs[name], c)]  # a row chunk repeats part of its table
+        for prev, nxt in itertools.pairwise(packed):
             if nxt.start < prev.end:
                 overlaps += 1
                 assert prev.heading_path == nxt.heading_path
                 shared = prev.text[nxt.start - prev.start :]
                 assert len(shared) <= OVERLAP
                 assert nxt.text.startswith(shared)
+                table = block_at(docs[name], nxt.start)
                 assert (
                     shared in [prev.text[s:e] for s, e in split_sentences(prev.text)]
                     or len(split_sentences(shared)) > 1
+                    or (table.table and any(s == nxt.start for s, _ in table_rows(docs[name].text, table)))
                 ), shared
     assert overlaps > 10
 
@@ -311,3 +332,97 @@ def test_back_matter_is_not_chunked(chunked: dict[str, list[Chunk]]) -> None:
     wiki = chunked["wikipedia_deepseek_company_en.md"]
     assert not any("Retrieved" in c.text and "Archived from the original" in c.text for c in wiki)
     assert any("Sputnik moment" in c.text for c in wiki)
+
+
+# -------------------------------------------------------------------------------------------------- tables
+
+
+def load_text(tmp_path: Path, name: str, text: str) -> Document:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return load_document(path, tmp_path)
+
+
+def test_benchmark_table_rows_are_chunks_under_their_header(
+    docs: dict[str, Document], chunked_with_rows: dict[str, list[Chunk]], chunked: dict[str, list[Chunk]]
+) -> None:
+    name = "deepseek_r1_readme_en.md"
+    doc, chunks = docs[name], chunked_with_rows[name]
+    assert not any(is_row_chunk(doc, c) for c in chunked[name]), "row chunks only when asked for"
+
+    rows = [c for c in chunks if is_row_chunk(doc, c)]
+    aime = [c for c in rows if "AIME 2024" in c.text]
+    assert aime, "a benchmark row is retrievable on its own"
+    for chunk in aime:
+        table = block_at(doc, chunk.start)
+        assert chunk.text == doc.text[chunk.start : chunk.end]
+        assert "\n" not in chunk.text and (chunk.start, chunk.end) in table_rows(doc.text, table)
+        assert chunk.heading_path[-1] == table_header(doc.text, table)
+        assert chunk.heading_path[:-1] == next(c.heading_path for c in chunks if c.start <= table.start < c.end)
+    row = next(c for c in aime if c.text.startswith("Math | AIME 2024 (Pass@1)"))
+    assert row.heading_path[-1].startswith("Category | Benchmark (Metric) | Claude-3.5-Sonnet-1022")
+    assert row.text.endswith("79.2 | 79.8")
+    assert row.embedding_text.split("\n")[0].endswith(row.heading_path[-1])  # the header is embedded with it
+
+
+def test_table_rows_become_chunks_only_under_a_header(tmp_path: Path) -> None:
+    intro = "Les résultats des trois modèles sur le banc d'essai sont les suivants, mesurés en mars."
+    source = (
+        f"# Résultats\n\n{intro}\n\n| Modèle | Score | Coût |\n|---|:---:|---|\n"
+        "| Alpha | 71,2 | 3 € |\n| Bêta | 64,0 | 1 € |\n| Gamma | 80,5 | 9 € |\n\n"
+        "## Vide\n\n| Modèle | Score |\n|---|---|\n\n## Sans en-tête\n\n| Delta | 12 |\n| Epsilon | 13 |\n"
+    )
+    doc = load_text(tmp_path, "table.md", source)
+    assert not any(is_row_chunk(doc, c) for c in chunk_document(doc, SIZE, OVERLAP))
+    chunks = chunk_document(doc, SIZE, OVERLAP, table_row_chunks=True)
+    assert [c.index for c in chunks] == list(range(len(chunks)))
+    assert [c.start for c in chunks] == sorted(c.start for c in chunks)
+    rows = [c for c in chunks if is_row_chunk(doc, c)]
+    assert [c.text for c in rows] == ["Alpha | 71,2 | 3 €", "Bêta | 64,0 | 1 €", "Gamma | 80,5 | 9 €"]
+    assert all(c.heading_path == ("Résultats", "Modèle | Score | Coût") for c in rows)
+    assert all(c.text == doc.text[c.start : c.end] for c in chunks)
+    table = chunks.index(rows[0]) - 1
+    assert chunks[table].text.startswith("Résultats") and chunks[table].text.endswith("Gamma | 80,5 | 9 €")
+    assert not any(c.heading_path[-1:] in {("Modèle | Score",), ("Delta | 12",)} for c in chunks)
+
+
+def test_long_table_is_packed_whole_rows(tmp_path: Path) -> None:
+    rows = [f"| Modèle numéro {n} avec un nom assez long | {n}.5 | {n * 3}.25 | {n * 7}.0 |" for n in range(60)]
+    doc = load_text(tmp_path, "long.md", "| Modèle | A | B | C |\n|---|---|---|---|\n" + "\n".join(rows) + "\n")
+    table = doc.blocks[0]
+    starts = {s for s, _ in table_rows(doc.text, table)}
+    ends = {e for _, e in table_rows(doc.text, table)}
+    chunks = chunk_document(doc, 500, 100, table_row_chunks=True)
+    packed = [c for c in chunks if not is_row_chunk(doc, c)]
+    assert len(packed) > 3 and len([c for c in chunks if is_row_chunk(doc, c)]) == 60
+    for chunk in packed:
+        assert chunk.start in starts and chunk.end in ends, chunk.text[:60]
+
+
+def test_html_table_rows_need_a_header_row(tmp_path: Path) -> None:
+    page = """<html><body><h2>Scores</h2>
+    <table><thead><tr><th>Modèle</th><th>Score</th></tr></thead>
+    <tbody><tr><td>R1</td><td>79,8</td></tr><tr><td>V3</td><td>39,2</td></tr></tbody></table>
+    <table><tr><td>(a)</td><td>le fournisseur d'un modèle</td></tr><tr><td>(b)</td><td>le déployeur</td></tr></table>
+    </body></html>"""
+    doc = load_text(tmp_path, "page.html", page)
+    rows = [c for c in chunk_document(doc, SIZE, OVERLAP, table_row_chunks=True) if is_row_chunk(doc, c)]
+    assert [(c.text, c.heading_path) for c in rows] == [
+        ("R1 | 79,8", ("Scores", "Modèle | Score")),
+        ("V3 | 39,2", ("Scores", "Modèle | Score")),
+    ]
+    layout = [doc.text[b.start : b.end] for b in doc.blocks if not b.table and not b.heading_level]
+    assert layout == ["(a) le fournisseur d'un modèle", "(b) le déployeur"]  # a layout table keeps a block per row
+
+
+def test_pdf_benchmark_rows_are_chunks_under_their_header(
+    docs: dict[str, Document], chunked_with_rows: dict[str, list[Chunk]]
+) -> None:
+    doc, chunks = docs[PAPER], chunked_with_rows[PAPER]
+    rows = [c for c in chunks if is_row_chunk(doc, c)]
+    aime = next(c for c in rows if "AIME 2024 (Pass@1)" in c.text)
+    assert aime.text == "Math AIME 2024 (Pass@1) 16.0 9.3 39.2 63.6 79.2 79.8"  # its category label is its first cell
+    assert aime.heading_path[-1].startswith("Benchmark (Metric) Claude-3.5-")
+    assert aime.page == 13 and aime.text == doc.text[aime.start : aime.end]
+    distilled = next(c for c in rows if c.text.startswith("DeepSeek-R1-Distill-Qwen-32B 72.6 83.3 94.3"))
+    assert distilled.heading_path[-1].startswith("Model AIME 2024 MATH-500")

@@ -185,7 +185,7 @@ def test_headline_metrics_keep_their_names(report: dict[str, Any]) -> None:
     assert metrics["answer_correctness"] == 0.8
     assert metrics["refusal_rate"] == 0.5
     assert metrics["false_refusal_rate"] == 0.0
-    assert set(metrics["latency_ms"]) == {"retrieve", "generate", "total"}
+    assert set(metrics["latency_ms"]) == {"translate", "retrieve", "generate", "total"}
 
 
 def test_metrics_by_category(report: dict[str, Any]) -> None:

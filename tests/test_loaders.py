@@ -14,6 +14,7 @@ from pypdf import PdfWriter
 from pypdf.generic import ArrayObject, DecodedStreamObject, DictionaryObject, NameObject
 from selectolax.lexbor import LexborHTMLParser
 
+from index.chunking import chunk_document
 from index.loaders import MAX_PAGE_CHARS, decode_text, load_document
 from index.refresh import discover
 from index.types import Document, LoadError
@@ -174,6 +175,48 @@ def test_markdown_structure(tmp_path: Path) -> None:
     assert "title:" not in doc.text and "<img" not in doc.text
 
 
+@pytest.mark.parametrize(
+    "name", ["pauseia_faq_risques_ia_course_deepseek_fr.md", "pauseia_propositions_pause_puces_traite_fr.md"]
+)
+def test_markdown_drops_svelte_script_and_template_markup(name: str) -> None:
+    doc = load(RELATED / name)
+    chunks = chunk_document(doc)
+    assert chunks
+    for chunk in chunks:
+        assert chunk.text == doc.text[chunk.start : chunk.end]
+        for markup in ("import ", "$:", "{#", "{/", "<script", "Accordion", "svelte"):
+            assert markup not in chunk.embedding_text, (name, markup, chunk.text[:80])
+
+
+def test_markdown_inside_a_component_wrapper_is_kept_and_parsed() -> None:
+    doc = load(RELATED / "pauseia_propositions_pause_puces_traite_fr.md")
+    # Between <Accordion id="demarches"> and </Accordion>: a heading hierarchy and its paragraphs.
+    assert "Institutions internationales" in blocks_text(doc, level=2)
+    assert "UNESCO – Recommandation sur l'éthique de l'IA" in blocks_text(doc, level=3)
+    inner = "Texte adopté en 2021 au sein de l'UNESCO, puis endossé en 2023 par 193 États membres"
+    assert any(inner in chunk.text for chunk in chunk_document(doc))
+
+
+def test_markdown_component_markup_rules(tmp_path: Path) -> None:
+    source = (
+        "# Titre\n\n<style>\n.a { color: red }\n\n.b { color: blue }\n</style>\n"
+        '<Accordion title="Questions">\nUn paragraphe **important** avec [lien](http://x).\n- un point\n'
+        "</Accordion>\n\n{#each items as item}\n{:else}\n{@html marked(x)}\n{/each}\n{% if a %}\n"
+        "<Nav>\nTexte de navigation qui est du contenu.\n</Nav>\n<SCRIPT>\nvar x = 1;\n</SCRIPT>\nFin du texte.\n"
+        '<p align="center">\n  <a href="x"><b>Un lien</b> dans une mise en page</a>\n</p>\n'
+        "\n<script>\nconst jamais = 'fermé' + deux + trois\n\nDernier paragraphe du texte.\n"
+    )
+    doc = load(write(tmp_path, "page.md", source.encode()))
+    assert blocks_text(doc, level=0) == [
+        "Un paragraphe important avec lien.",
+        "un point",
+        "Texte de navigation qui est du contenu.",
+        "Fin du texte.",
+        "Un lien dans une mise en page",
+        "Dernier paragraphe du texte.",  # an unclosed <script> is dropped up to the next blank line only
+    ]
+
+
 # --------------------------------------------------------------------------------------------------- HTML
 
 
@@ -225,7 +268,9 @@ def test_html_visible_text_only(tmp_path: Path) -> None:
     assert blocks_text(doc, level=2) == ["Titre deux"]
     body = blocks_text(doc, level=0)
     assert "Un mots collé, E = mc^2 et H_2O.\nLigne deux." in body
-    assert "Modèle | Score" in body and "R1 | 79,8" in body
+    assert "Modèle | Score\nR1 | 79,8" in body  # a table with a header row is one block, one row per line
+    table = next(b for b in doc.blocks if b.table)
+    assert table.header is not None and doc.text[table.header[0] : table.header[1]] == "Modèle | Score"
     assert "premier" in body and "second" in body
     assert "En-tête d’article" in body and "Corps." in body
     for hidden in ("Menu du site", "Accueil", "caché", "invisible", "aria", "function(", "sans js", "modèle"):
@@ -255,6 +300,91 @@ def test_pdf_keeps_pages_headings_and_joins_hyphenation() -> None:
     assert cold_start.page == 9
 
 
+def test_pdf_running_headers_and_footers_are_dropped() -> None:
+    doc = load(RELATED / "grall_ia_gestion_des_risques_presentation_fr.pdf")
+    chunks = chunk_document(doc)
+    for chunk in chunks:
+        assert chunk.text == doc.text[chunk.start : chunk.end]
+        for noise in ("Résultat de recherche d'images", "TLP:CLEAR", "IA - Vers une approche globale"):
+            assert noise not in chunk.embedding_text, (noise, chunk.text[:80])
+    assert doc.title == "Vers une approche globale de gestion des risques"  # the title slide keeps its title
+    for content in ("La logique générale", "1. Minimal", "Étape 1 : estimer le niveau de risque"):
+        assert any(content in chunk.text for chunk in chunks), content
+
+
+def _helvetica_resources() -> DictionaryObject:
+    """Page resources naming Helvetica as /F1, for the PDFs these tests draw."""
+    font = DictionaryObject(
+        {
+            NameObject("/Type"): NameObject("/Font"),
+            NameObject("/Subtype"): NameObject("/Type1"),
+            NameObject("/BaseFont"): NameObject("/Helvetica"),
+        }
+    )
+    return DictionaryObject({NameObject("/Font"): DictionaryObject({NameObject("/F1"): font})})
+
+
+def _text_pdf(pages: list[list[str]]) -> bytes:
+    """A PDF whose pages draw the given lines top to bottom in Helvetica."""
+    resources = _helvetica_resources()
+    writer = PdfWriter()
+    for lines in pages:
+        ops = b"".join(
+            b"BT /F1 10 Tf 40 %d Td (%s) Tj ET\n" % (760 - 20 * n, line.encode("latin-1"))
+            for n, line in enumerate(lines)
+        )
+        stream = DecodedStreamObject()
+        stream.set_data(ops)
+        page = writer.add_blank_page(width=600, height=800)
+        page.replace_contents(ArrayObject([stream]))
+        page[NameObject("/Resources")] = resources
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue()
+
+
+def test_pdf_running_line_rule(tmp_path: Path) -> None:
+    """A line on at least 3 pages and half of them goes, whatever numbers frame it; a line on 2 of 4 pages stays."""
+    topics = ["les couts", "les risques", "la securite", "les delais"]
+    pages = [
+        [
+            "Rapport interne CONFIDENTIEL",
+            f"Texte propre a cette page qui parle de {topics[n - 1]}.",
+            "Une phrase citee deux fois dans le document." if n in (1, 3) else "Rien de plus ici.",
+            f"Rapport annuel {n} - 2{n}/07/2025" if n % 2 else f"2{n}/07/2025 Rapport annuel{n}",
+        ]
+        for n in range(1, 5)
+    ]
+    doc = load(write(tmp_path, "rapport.pdf", _text_pdf(pages)))
+    assert "CONFIDENTIEL" not in doc.text and "Rapport annuel" not in doc.text and "/07/2025" not in doc.text
+    assert doc.text.count("Une phrase citee deux fois dans le document.") == 2
+    assert all(f"Texte propre a cette page qui parle de {topic}." in doc.text for topic in topics)
+
+
+def test_pdf_tables_of_measurements_keep_a_line_per_row(tmp_path: Path) -> None:
+    page = [
+        "2.1 Results",
+        "We compare the three systems on two benchmarks and report the mean of five runs in the table below.",
+        "Model Accuracy Latency",
+        "Alpha 71.2 0.8",
+        "Beta 64.0 1.1",
+        "Large models",
+        "Gamma 80.5 2.4",
+        "Table 1 | Scores of the three systems.",
+        "Chart labels that name versions are not a table, nor is anything without a measured value:",
+        "Llama 2 13B",
+        "Llama 2 70B",
+        "Llama 3 8B",
+    ]
+    doc = load(write(tmp_path, "results.pdf", _text_pdf([page])))
+    tables = [b for b in doc.blocks if b.table]
+    assert len(tables) == 1 and tables[0].header is not None
+    assert doc.text[tables[0].start : tables[0].end] == (
+        "Model Accuracy Latency\nAlpha 71.2 0.8\nBeta 64.0 1.1\nLarge models Gamma 80.5 2.4"
+    )
+    assert doc.text[tables[0].header[0] : tables[0].header[1]] == "Model Accuracy Latency"
+
+
 def _pdf_bytes(encrypt: bool = False) -> bytes:
     writer = PdfWriter()
     writer.add_blank_page(width=200, height=200)
@@ -269,14 +399,7 @@ def pdf_bomb(pages: int = 200) -> bytes:
     """A ~45 KB PDF whose pages all draw one shared content stream of 240k characters of text (48M in all)."""
     stream = DecodedStreamObject()
     stream.set_data((b"BT /F1 12 Tf 10 10 Td (" + b"x" * 100 + b") Tj ET\n") * 2400)
-    font = DictionaryObject(
-        {
-            NameObject("/Type"): NameObject("/Font"),
-            NameObject("/Subtype"): NameObject("/Type1"),
-            NameObject("/BaseFont"): NameObject("/Helvetica"),
-        }
-    )
-    resources = DictionaryObject({NameObject("/Font"): DictionaryObject({NameObject("/F1"): font})})
+    resources = _helvetica_resources()
     writer = PdfWriter()
     first = writer.add_blank_page(width=200, height=200)
     first.replace_contents(ArrayObject([stream.flate_encode()]))
