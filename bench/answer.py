@@ -1,5 +1,6 @@
-"""Answer speed: retrieval latency, and the local model's time to first token and total time per answer,
-beside the naive chain (same model, whole top-5 chunks in the prompt, KV cache reset before each question).
+"""Answer speed: retrieval latency (without, then with the question's translation), the translation's own
+cost, and the local model's time to first token and total time per answer (translation included), beside the
+naive chain (same model, whole top-5 chunks in the prompt, KV cache reset before each question, no translation).
 
     .venv/bin/python bench/answer.py [--questions N] [--json]
 
@@ -22,6 +23,7 @@ sys.path.insert(0, str(REPO))
 from langchain_core.messages import HumanMessage, SystemMessage  # noqa: E402
 
 from rag.generation import SYSTEM_PROMPT  # noqa: E402
+from rag.language import LANGUAGES, detect_language  # noqa: E402
 from rag.service import RagService  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 
@@ -46,6 +48,23 @@ def main() -> None:
         started = time.perf_counter()
         retriever.retrieve(item["question"], service.settings.k)
         retrieval_ms.append((time.perf_counter() - started) * 1000)
+
+    translator = service.translator()
+    if translator is None:
+        raise SystemExit(f"question translation unavailable: {service.translator_unavailable}")
+    translate_ms, translated_retrieval_ms = [], []
+    for item in items:
+        language = detect_language(item["question"])
+        target = next(other for other in LANGUAGES if other != language)
+        started = time.perf_counter()
+        translation = translator.translate(item["question"], target)
+        translate_ms.append((time.perf_counter() - started) * 1000)
+        started = time.perf_counter()
+        retriever.retrieve(
+            item["question"], service.settings.k, language=language, translations={target: translation or ""}
+        )
+        translated_retrieval_ms.append((time.perf_counter() - started) * 1000)
+    translator.clear()  # the answers below pay for their translation, as a new question does
 
     generator, fallback = service.generator("local")
     if fallback:
@@ -80,6 +99,11 @@ def main() -> None:
 
     result = {
         "retrieval_ms": {"p50": percentile(retrieval_ms, 0.5), "p95": percentile(retrieval_ms, 0.95)},
+        "translation_ms": {"p50": percentile(translate_ms, 0.5), "p95": percentile(translate_ms, 0.95)},
+        "retrieval_with_translation_ms": {
+            "p50": percentile(translated_retrieval_ms, 0.5),
+            "p95": percentile(translated_retrieval_ms, 0.95),
+        },
         "questions": args.questions,
         "ours": summary(ours),
         "naive": summary(naive),

@@ -40,13 +40,19 @@ class Variant:
     translate: bool = False
 
 
+NO_PARTS = {"part_places": False}
 VARIANTS = {
-    "dense chunks": Variant(FusionWeights(sentence=0, lexical_same_language=0, lexical_other_language=0, slots=0)),
-    "+ sentence vectors": Variant(FusionWeights(lexical_same_language=0, lexical_other_language=0, slots=0)),
-    "+ BM25, plain RRF": Variant(FusionWeights(lexical_same_language=1, lexical_other_language=1, slots=0)),
-    "+ BM25 weighted by language": Variant(FusionWeights(slots=0)),
-    "+ places for the other language": Variant(FusionWeights()),
-    "+ question translated (default)": Variant(FusionWeights(), translate=True),
+    "dense chunks": Variant(
+        FusionWeights(sentence=0, lexical_same_language=0, lexical_other_language=0, slots=0, **NO_PARTS)
+    ),
+    "+ sentence vectors": Variant(
+        FusionWeights(lexical_same_language=0, lexical_other_language=0, slots=0, **NO_PARTS)
+    ),
+    "+ BM25, plain RRF": Variant(FusionWeights(lexical_same_language=1, lexical_other_language=1, slots=0, **NO_PARTS)),
+    "+ BM25 weighted by language": Variant(FusionWeights(slots=0, **NO_PARTS)),
+    "+ places for the other language": Variant(FusionWeights(**NO_PARTS)),
+    "+ question translated": Variant(FusionWeights(**NO_PARTS), translate=True),
+    "+ a place for each part of the question (default)": Variant(FusionWeights(), translate=True),
 }
 
 
@@ -127,7 +133,7 @@ def main() -> None:
         for set_name, items in sets.items():
             rows = measure(chain, items, args.k)
             results[name][set_name] = summary(rows)
-            if name in ("+ places for the other language", "+ question translated (default)"):
+            if name in ("+ places for the other language", "+ a place for each part of the question (default)"):
                 latency[f"retrieve ms ({name})"] += [r["retrieve_ms"] for r in rows]
             if variant.translate:
                 latency["translate ms"] += [r["translate_ms"] for r in rows if r["translate_ms"]]

@@ -4,6 +4,7 @@ numbered, tight excerpts → streamed generation → citation attribution."""
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -18,6 +19,8 @@ from rag.lexical import analyze
 from rag.retrieval import HybridRetriever
 from rag.schema import Answer, StreamEvent, Timings
 from rag.translation import QueryTranslator
+
+log = logging.getLogger(__name__)
 
 # Words that point back into the conversation ("it", "they", "celui-ci"...) or open a follow-up ("and ...?").
 _ANAPHORA = re.compile(
@@ -93,7 +96,16 @@ class AnswerChain:
         if translator is None:
             return {}
         targets = [other for other in LANGUAGES if other != language and self.retriever.holds_language(other, sources)]
-        return {target: text for target in targets if (text := translator.translate(question, target))}
+        translations: dict[Language, str] = {}
+        for target in targets:
+            try:
+                text = translator.translate(question, target)
+            except Exception:  # a translation is a help to retrieval, never a reason to fail an answer
+                log.warning("question translation failed; searching the question as asked", exc_info=True)
+                continue
+            if text:
+                translations[target] = text
+        return translations
 
     def stream(
         self,

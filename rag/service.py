@@ -435,6 +435,8 @@ class RagService:
         from rag.llm_local import ModelUnavailable, load_local_chat_model
         from rag.translation import ChatTranslator
 
+        if "local" in self._chat_models:  # the caller's own local model serves every local job
+            return ChatTranslator(self._chat_models["local"])
         try:
             # Its own small context: the generator's KV cache of its system prompt stays in place. Greedy, and
             # 96 tokens: a question of 4,000 characters is cut, but retrieval reads 2,000 at most anyway.

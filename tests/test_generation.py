@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
@@ -15,6 +16,7 @@ from rag.generation import (
     SYSTEM_PROMPT,
     ChatGenerator,
     Excerpt,
+    ExtractiveGenerator,
     GenerationRequest,
     addressed_to_ai,
     format_context,
@@ -229,3 +231,42 @@ def test_citations_quote_the_original_text_whatever_the_model_was_shown(embedder
     assert "Le projet Zéphyr a été lancé à Lyon le 3 mars 2031." in model.prompts[0][1].content
     [citation] = streamer.result().citations
     assert citation.quote == text[citation.quote_start : citation.quote_end] == text[: text.index(".") + 1]
+
+
+# --- the extractive generator's choice of passage (fake vectors: no model) ----------------------------------
+
+
+def _one_sentence_passages(similarities: list[float]) -> GenerationRequest:
+    """Passages ranked 1..n by retrieval, one sentence each, whose cosine to the question is given."""
+    from rag.citations import PassageSentences
+    from rag.schema import Passage
+
+    question = np.array([1.0, 0.0])
+    items = []
+    for n, cosine in enumerate(similarities, start=1):
+        text = f"Passage number {n} says something about the question."
+        passage = Passage(
+            n=n,
+            chunk_id=f"c{n}",
+            source=f"d{n}.md",
+            title="",
+            start=0,
+            end=len(text),
+            text=text,
+            score=1 / n,
+            similarity=0.85,
+            language="en",
+        )
+        vector = np.array([[cosine, (1 - cosine**2) ** 0.5]])
+        items.append(PassageSentences(passage, [(0, len(text))], vector, [set()]))
+    return GenerationRequest("q?", "en", [i.passage for i in items], items, question)
+
+
+def test_extractive_quotes_the_first_ranked_passage_unless_another_is_clearly_more_relevant():
+    generator = ExtractiveGenerator(switch_margin=0.02)
+    near_tie = "".join(generator.stream(_one_sentence_passages([0.90, 0.91])))
+    assert near_tie.startswith("Passage number 1"), near_tie
+    clearly_better = "".join(generator.stream(_one_sentence_passages([0.90, 0.95])))
+    assert clearly_better.startswith("Passage number 2") and "number 1" not in clearly_better, clearly_better
+    anywhere = "".join(ExtractiveGenerator(switch_margin=None).stream(_one_sentence_passages([0.90, 0.91])))
+    assert anywhere.startswith("Passage number 2") and "Passage number 1" in anywhere  # the old behaviour

@@ -10,11 +10,12 @@ from __future__ import annotations
 import pytest
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
+from pydantic import Field
 
 from rag.chain import AnswerChain
 from rag.retrieval import bilingual_searches
 from rag.service import RagService
-from rag.translation import ChatTranslator, clean_translation
+from rag.translation import MAX_TRANSLATED_CHARS, ChatTranslator, clean_translation
 
 
 def test_the_translation_is_its_first_line_without_labels_or_quotes():
@@ -132,3 +133,36 @@ def test_a_question_finds_its_answer_in_the_other_language_first(bilingual_servi
     answer = bilingual_service.ask(question, k=2)
     assert answer.passages[0].source == expected, [p.source for p in answer.passages]
     assert answer.timings_ms.translate > 0
+
+
+class BilingualRetriever:
+    def holds_language(self, language, sources=None):
+        return True
+
+
+def test_a_failing_translation_leaves_the_question_as_asked():
+    class BrokenTranslator:
+        def translate(self, text, target):
+            raise ValueError("Requested tokens exceed context window")
+
+    chain = AnswerChain(
+        BilingualRetriever(), encoder=None, min_similarity=0.8, drop_unsupported=False, translator=BrokenTranslator
+    )
+    assert chain._translations("Quand DeepSeek a-t-il été lancé ?", "fr", None) == {}
+
+
+class RecordingChatModel(GenericFakeChatModel):
+    """Keeps the last message of each prompt it gets."""
+
+    prompts: list[str] = Field(default_factory=list)
+
+    def _generate(self, messages, *args, **kwargs):
+        self.prompts.append(messages[-1].content)
+        return super()._generate(messages, *args, **kwargs)
+
+
+def test_the_translated_text_is_bounded():
+    model = RecordingChatModel(messages=iter([AIMessage("Export controls")]))
+    ChatTranslator(model).translate("contrôles " * 1000, "en")
+    assert len(model.prompts[0]) <= MAX_TRANSLATED_CHARS + 40
+    assert model.prompts[0].endswith("contrôles")  # cut between words
