@@ -6,6 +6,9 @@ Two corrections make fusion work on a bilingual corpus:
   final list gives the other language's best passages a place when they come close (`slots`, `margin`).
 - BM25 cannot cross languages: a lexical hit in the other language is a shared name or number, so its
   rank counts only a little (`lexical_other_language`).
+
+Both corrections are what is left when the question cannot be translated. With its translation, each language
+is searched in its own words and the similarities compare across languages (`_own_language_candidates`).
 """
 
 from __future__ import annotations
