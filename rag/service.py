@@ -438,8 +438,8 @@ class RagService:
         if "local" in self._chat_models:  # the caller's own local model serves every local job
             return ChatTranslator(self._chat_models["local"])
         try:
-            # Its own small context: the generator's KV cache of its system prompt stays in place. Greedy, and
-            # 96 tokens: a question of 4,000 characters is cut, but retrieval reads 2,000 at most anyway.
+            # Its own small context: the generator's KV cache of its system prompt stays in place. Greedy; 1,024
+            # tokens hold the prompt and the first MAX_TRANSLATED_CHARS of a question, 96 its translation.
             model = load_local_chat_model(self.settings, context=1024, max_tokens=96, temperature=0.0)
         except ModelUnavailable as error:
             self.translator_unavailable = str(error)

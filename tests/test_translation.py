@@ -71,19 +71,34 @@ def test_a_translation_with_other_parts_only_pairs_the_whole_question():
     assert all(list(search) == ["fr"] for search in searches[1:])
 
 
-def test_no_translation_is_asked_for_when_the_index_holds_only_the_question_language():
-    class OneLanguageRetriever:
-        def holds_language(self, language, sources=None):
-            return language == "fr"
+class StubRetriever:
+    """Only what the chain asks before translating: which languages the index holds."""
 
+    def __init__(self, languages: set[str]):
+        self.languages = languages
+
+    def holds_language(self, language, sources=None):
+        return language in self.languages
+
+
+def translations_for(question: str, languages: set[str], translator) -> dict:
+    """What the chain would search `question` with, over an index holding `languages`."""
+    chain = AnswerChain(
+        StubRetriever(languages),
+        encoder=None,
+        min_similarity=0.8,
+        drop_unsupported=False,
+        translator=lambda: translator,
+    )
+    return chain._translations(question, "fr", None)
+
+
+def test_no_translation_is_asked_for_when_the_index_holds_only_the_question_language():
     class FailingTranslator:
         def translate(self, text, target):
             raise AssertionError("nothing to translate for")
 
-    chain = AnswerChain(
-        OneLanguageRetriever(), encoder=None, min_similarity=0.8, drop_unsupported=False, translator=FailingTranslator
-    )
-    assert chain._translations("Quand DeepSeek a-t-il été lancé ?", "fr", None) == {}
+    assert translations_for("Quand DeepSeek a-t-il été lancé ?", {"fr"}, FailingTranslator()) == {}
 
 
 # --- the real thing ---------------------------------------------------------------------------------------
@@ -135,20 +150,12 @@ def test_a_question_finds_its_answer_in_the_other_language_first(bilingual_servi
     assert answer.timings_ms.translate > 0
 
 
-class BilingualRetriever:
-    def holds_language(self, language, sources=None):
-        return True
-
-
 def test_a_failing_translation_leaves_the_question_as_asked():
     class BrokenTranslator:
         def translate(self, text, target):
             raise ValueError("Requested tokens exceed context window")
 
-    chain = AnswerChain(
-        BilingualRetriever(), encoder=None, min_similarity=0.8, drop_unsupported=False, translator=BrokenTranslator
-    )
-    assert chain._translations("Quand DeepSeek a-t-il été lancé ?", "fr", None) == {}
+    assert translations_for("Quand DeepSeek a-t-il été lancé ?", {"fr", "en"}, BrokenTranslator()) == {}
 
 
 class RecordingChatModel(GenericFakeChatModel):
