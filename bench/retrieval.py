@@ -40,7 +40,7 @@ class Variant:
     translate: bool = False
 
 
-NO_PARTS = {"part_places": False}
+NO_PARTS = {"part_places": False, "decisive_lexical_ratio": None}  # the two places added last, off
 VARIANTS = {
     "dense chunks": Variant(
         FusionWeights(sentence=0, lexical_same_language=0, lexical_other_language=0, slots=0, **NO_PARTS)
@@ -52,7 +52,8 @@ VARIANTS = {
     "+ BM25 weighted by language": Variant(FusionWeights(slots=0, **NO_PARTS)),
     "+ places for the other language": Variant(FusionWeights(**NO_PARTS)),
     "+ question translated": Variant(FusionWeights(**NO_PARTS), translate=True),
-    "+ a place for each part of the question (default)": Variant(FusionWeights(), translate=True),
+    "+ a place for each part of the question": Variant(FusionWeights(decisive_lexical_ratio=None), translate=True),
+    "+ a place for a decisive word match (default)": Variant(FusionWeights(), translate=True),
 }
 
 

@@ -31,6 +31,9 @@ from rag.store import ChunkVectors, DocumentRecord, VectorStore
 
 # Bump when loaders or chunking change what they produce: documents are then re-chunked on the next refresh.
 PIPELINE_VERSION = "5"
+# What BM25 reads of a chunk (`Chunk.search_text`) and how `rag.lexical` analyses it: a new one makes every
+# persisted BM25 index stale, so it is rebuilt from the store, without re-embedding anything.
+LEXICAL_VERSION = "2"
 _MIN_SENTENCE_CHARS = 25  # shorter fragments ("Table 3.") only add noise to sentence search
 
 
@@ -133,7 +136,7 @@ def index_lock(data_dir: Path) -> FileLock:
 def documents_fingerprint(records: dict[str, DocumentRecord]) -> str:
     """Identifies the indexed state (which documents, chunked how, when); the lexical index records the one
     it was built from, so any refresh that rewrote chunks makes it stale."""
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(f"lexical {LEXICAL_VERSION}\n".encode())
     for source in sorted(records):
         record = records[source]
         digest.update(f"{source}\x00{record.content_hash}\x00{record.pipeline}\x00{record.indexed_at}\n".encode())
@@ -142,9 +145,9 @@ def documents_fingerprint(records: dict[str, DocumentRecord]) -> str:
 
 def build_lexical(store: VectorStore, records: dict[str, DocumentRecord]) -> LexicalIndex:
     chunks = store.chunks()
-    return LexicalIndex.build(
-        [c.id for c in chunks], [c.source for c in chunks], [c.text for c in chunks], documents_fingerprint(records)
-    )
+    ids, sources, texts = [c.id for c in chunks], [c.source for c in chunks], [c.search_text for c in chunks]
+    languages = [c.language or detect_language(c.text) for c in chunks]
+    return LexicalIndex.build(ids, sources, texts, documents_fingerprint(records), languages)
 
 
 class Refresher:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 _MB = 1024 * 1024
+_NAME_SEPARATORS = re.compile(r"[\s_.\-]+")  # how file names separate words: "cnil_guide-rgpd.v2"
 
 
 def size_limit_reason(size: int, limit: int) -> str:
@@ -75,6 +77,13 @@ class Chunk:
         carries what it is about (the offsets and the quoted text stay the chunk's own)."""
         context = " > ".join(part for part in (self.title, *self.heading_path) if part)
         return f"{context}\n{self.text}" if context else self.text
+
+    @property
+    def search_text(self) -> str:
+        """What BM25 reads: the embedded text under the words of the file's name, so a question that names its
+        source ("the CNIL guide", "d'après Wikipédia") or a section's topic also matches its passages by word."""
+        name = _NAME_SEPARATORS.sub(" ", PurePosixPath(self.source).stem)
+        return f"{name}\n{self.embedding_text}"
 
     def __post_init__(self) -> None:
         if not self.content_hash:

@@ -15,9 +15,12 @@ import shutil
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+from rag.language import LANGUAGES, Language, detect_language
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,7 @@ _FR_STOPWORDS = set(
     """.split()
 )
 STOPWORDS = frozenset(_EN_STOPWORDS | _FR_STOPWORDS)
+_LANGUAGE_STOPWORDS: dict[str, frozenset[str]] = {"en": frozenset(_EN_STOPWORDS), "fr": frozenset(_FR_STOPWORDS)}
 
 
 def fold(text: str) -> str:
@@ -65,14 +69,50 @@ def light_stem(token: str) -> str:
 
 
 def analyze(text: str) -> list[str]:
-    """Tokens for BM25: elisions (l'/d'/qu'...) removed, folded, stopwords of both languages dropped, stemmed."""
-    tokens = []
-    for raw in _TOKEN.findall(text):
-        word = fold(_ELISION.sub("", raw)).strip("'’_")
-        if not word or word in STOPWORDS or (len(word) == 1 and not word.isdigit()):
+    """Tokens for matching words in either language: elisions (l'/d'/qu'...) removed, folded, stopwords of both
+    languages dropped, plural and feminine endings stemmed (`light_stem`)."""
+    return [light_stem(fold(word)) for word in _words(text, STOPWORDS)]
+
+
+def analyze_in(text: str, language: Language) -> list[str]:
+    """Tokens for BM25 in one known language: as `analyze`, but stemmed by that language's Snowball stemmer, so
+    "applies"/"apply" and "notifier"/"notification" meet. Safe because each chunk is stemmed in its own language
+    and each query in the language searched: the two languages' rules never meet one text. Only that language's
+    stopwords go, so the English "AI" stays although the French "ai" (has) is one."""
+    words = _words(text, _LANGUAGE_STOPWORDS[language])
+    if language == "fr":
+        return [light_stem(fold(word)) for word in words]
+    stemmer = _stemmer(language)
+    return [fold(stemmer.stemWord(word)) for word in words]
+
+
+def analyze_query(text: str) -> list[str]:
+    """A query's BM25 tokens when the passages it must match may be in either language: each word stemmed both
+    ways (a passage holds one language's stems, so the other's rarely match it)."""
+    stems = {language: analyze_in(text, language) for language in LANGUAGES}
+    return list(dict.fromkeys(token for language in LANGUAGES for token in stems[language]))
+
+
+def _words(text: str, stopwords: frozenset[str]) -> list[str]:
+    """Lowercased words, elisions removed, stopwords and single letters dropped."""
+    words = []
+    for raw in _TOKEN.findall(text.lower()):
+        word = _ELISION.sub("", raw).strip("'’_")
+        folded = fold(word)
+        if not folded or folded in stopwords or (len(folded) == 1 and not folded.isdigit()):
             continue
-        tokens.append(light_stem(word))
-    return tokens
+        words.append(word)
+    return words
+
+
+@lru_cache(maxsize=len(LANGUAGES))
+def _stemmer(language: Language):
+    import Stemmer
+
+    return Stemmer.Stemmer(_SNOWBALL_NAMES[language])
+
+
+_SNOWBALL_NAMES: dict[Language, str] = {"fr": "french", "en": "english"}
 
 
 @dataclass(frozen=True)
@@ -91,13 +131,23 @@ class LexicalIndex:
         self.fingerprint = fingerprint
 
     @classmethod
-    def build(cls, ids: Sequence[str], sources: Sequence[str], texts: Sequence[str], fingerprint: str):
+    def build(
+        cls,
+        ids: Sequence[str],
+        sources: Sequence[str],
+        texts: Sequence[str],
+        fingerprint: str,
+        languages: Sequence[Language] | None = None,
+    ):
+        """`languages`: each text's, as detected at indexing (detected here when not given)."""
         import bm25s
 
+        languages = languages or [detect_language(t) for t in texts]
         retriever = bm25s.BM25()
         if texts:
             # bm25s needs a non-empty vocabulary; an empty-token chunk gets a placeholder that queries never hit.
-            retriever.index([analyze(t) or ["\x00"] for t in texts], show_progress=False)
+            tokens = [analyze_in(t, lang) or ["\x00"] for t, lang in zip(texts, languages, strict=True)]
+            retriever.index(tokens, show_progress=False)
         return cls(ids, sources, retriever if texts else None, fingerprint)
 
     @classmethod
@@ -107,8 +157,11 @@ class LexicalIndex:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def search(self, query: str, k: int, sources: Sequence[str] | None = None) -> list[LexicalHit]:
-        tokens = analyze(query)
+    def search(
+        self, query: str, k: int, sources: Sequence[str] | None = None, language: Language | None = None
+    ) -> list[LexicalHit]:
+        """`language`: the query's, when only passages in that language are wanted (stemmed its way only)."""
+        tokens = analyze_in(query, language) if language else analyze_query(query)
         if self._retriever is None or not tokens:
             return []
         scores = np.asarray(self._retriever.get_scores(tokens), dtype=np.float32)

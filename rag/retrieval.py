@@ -23,7 +23,7 @@ import numpy as np
 from index.chunking import split_sentences
 from index.types import Chunk
 from rag.language import LANGUAGES, Language, detect_language
-from rag.lexical import LexicalIndex
+from rag.lexical import LexicalHit, LexicalIndex
 from rag.schema import Passage
 from rag.store import VectorStore
 
@@ -39,6 +39,8 @@ class FusionWeights:
     slots: int = 2
     margin: float = 0.05
     part_places: bool = True  # keep a place for each part's best passage in a multi-part question
+    # A BM25 top hit scoring this many times the runner-up keeps a place (None: never); see `_decisive`.
+    decisive_lexical_ratio: float | None = 2.0
 
 
 @dataclass
@@ -50,6 +52,7 @@ class _Candidate:
     sentence_rank: int | None = None
     lexical_rank: int | None = None
     fused: float = 0.0
+    decisive: bool = False  # the top of a BM25 search, well ahead of its runner-up
 
 
 class HybridRetriever:
@@ -95,7 +98,7 @@ class HybridRetriever:
                         [(t, lang, vectors[t]) for lang, t in search.items()], sources
                     )
                 else:
-                    found = self._candidates(search[language], vectors[search[language]], sources)
+                    found = self._candidates(search[language], vectors[search[language]], sources, language)
                     for candidate in found.values():
                         candidate.fused = self._fuse(candidate, language)
                 if number and found and w.part_places:
@@ -105,6 +108,7 @@ class HybridRetriever:
                     if kept is not candidate:
                         kept.fused += candidate.fused
                         kept.similarity = max(kept.similarity, candidate.similarity)
+                        kept.decisive = kept.decisive or candidate.decisive
         ranked = sorted(merged.values(), key=lambda c: c.fused, reverse=True)
         return to_passages(self._select(merge_neighbours(ranked), language, k, part_bests))
 
@@ -121,6 +125,7 @@ class HybridRetriever:
         chunk_similarity: dict[str, float] = {}
         sentence_similarity: dict[str, float] = {}
         lexical_lists: list[tuple[Language, list[str]]] = []
+        decisive: set[tuple[str, Language]] = set()  # (chunk, the language of the query that found it)
         chunks: dict[str, Chunk] = {}
         for text, language, vector in searches:
             for hit in self.store.search(vector.tolist(), w.candidates, sources, language):
@@ -131,9 +136,9 @@ class HybridRetriever:
                 best_per_chunk.setdefault(hit.chunk_id, hit.score)  # hits come best first
             for chunk_id_, score in list(best_per_chunk.items())[: w.candidates]:
                 sentence_similarity[chunk_id_] = max(sentence_similarity.get(chunk_id_, -1.0), score)
-            lexical_lists.append(
-                (language, [hit.chunk_id for hit in self.lexical().search(text, w.candidates, sources)])
-            )
+            hits = self.lexical().search(text, w.candidates, sources, language)
+            lexical_lists.append((language, [hit.chunk_id for hit in hits]))
+            decisive.update((chunk_id_, language) for chunk_id_ in self._decisive(hits))
         unseen = [i for i in (*sentence_similarity, *(i for _, ids in lexical_lists for i in ids)) if i not in chunks]
         chunks.update(self.store.chunks_by_id(list(dict.fromkeys(unseen))))  # a chunk a refresh just replaced goes
         lexical: dict[str, float] = {}
@@ -162,6 +167,7 @@ class HybridRetriever:
                 max(chunk_similarity[chunk_id_], sentence_similarity.get(chunk_id_, -1.0)),
                 dense_rank=dense_rank.get(chunk_id_),
                 sentence_rank=sentence_rank.get(chunk_id_),
+                decisive=(chunk_id_, chunk.language) in decisive,
             )
             candidate.fused = (
                 (w.dense / (w.rrf_k + candidate.dense_rank) if candidate.dense_rank else 0.0)
@@ -193,21 +199,24 @@ class HybridRetriever:
             result.append([(s, e, v) for (s, e), v in sorted(spans.items())])
         return result
 
-    def _candidates(self, query: str, vector: np.ndarray, sources: Sequence[str] | None) -> dict[str, _Candidate]:
+    def _candidates(
+        self, query: str, vector: np.ndarray, sources: Sequence[str] | None, language: Language
+    ) -> dict[str, _Candidate]:
         w = self.weights
         candidates: dict[str, _Candidate] = {}
         sentence_ranks: dict[str, tuple[int, float]] = {}
-        for language in LANGUAGES:
-            hits = self.store.search(vector.tolist(), w.candidates, sources, language)
+        for within in LANGUAGES:  # dense ranks within each language (see the module's docstring)
+            hits = self.store.search(vector.tolist(), w.candidates, sources, within)
             for rank, hit in enumerate(hits, start=1):
                 candidates[hit.chunk.id] = _Candidate(hit.chunk, (hit.chunk.id,), hit.score, dense_rank=rank)
             best_per_chunk: dict[str, float] = {}
-            for hit in self.store.sentence_search(vector.tolist(), 3 * w.candidates, sources, language):
+            for hit in self.store.sentence_search(vector.tolist(), 3 * w.candidates, sources, within):
                 best_per_chunk.setdefault(hit.chunk_id, hit.score)  # hits come best first
             for rank, (chunk_id_, score) in enumerate(list(best_per_chunk.items())[: w.candidates], start=1):
                 sentence_ranks[chunk_id_] = (rank, score)
         lexical_hits = self.lexical().search(query, w.candidates, sources)
         lexical_ranks = {hit.chunk_id: rank for rank, hit in enumerate(lexical_hits, start=1)}
+        decisive = self._decisive(lexical_hits)
         unseen = [i for i in (*sentence_ranks, *lexical_ranks) if i not in candidates]
         found = self.store.chunks_by_id(list(dict.fromkeys(unseen)))
         vectors = self.store.embeddings_for(list(found), sentences=False)
@@ -216,10 +225,24 @@ class HybridRetriever:
             candidates[chunk_id_] = _Candidate(chunk, (chunk.id,), similarity)
         for chunk_id_, candidate in candidates.items():
             candidate.lexical_rank = lexical_ranks.get(chunk_id_)
+            candidate.decisive = chunk_id_ in decisive and candidate.chunk.language == language
             if chunk_id_ in sentence_ranks:
                 candidate.sentence_rank, sentence_score = sentence_ranks[chunk_id_]
                 candidate.similarity = max(candidate.similarity, sentence_score)
         return candidates
+
+    def _decisive(self, hits: Sequence[LexicalHit]) -> list[str]:
+        """The top BM25 hit when it scores `decisive_lexical_ratio` times the runner-up (or is the only hit).
+
+        BM25 adds up the matched words' weights, so such a passage holds clearly more of the question's rare words
+        than any other (a quoted phrase, a name and a figure together); rank fusion alone would let passages that
+        come second or third in both dense lists outrank it. The caller keeps it only in the query's language."""
+        ratio = self.weights.decisive_lexical_ratio
+        if ratio is None or not hits:
+            return []
+        if len(hits) == 1 or hits[0].score >= ratio * hits[1].score:
+            return [hits[0].chunk_id]
+        return []
 
     def _fuse(self, candidate: _Candidate, language: Language) -> float:
         w = self.weights
@@ -239,15 +262,16 @@ class HybridRetriever:
     ) -> list[_Candidate]:
         """The k first in fused order, except that places are kept for the best passage of each part of a
         multi-part question (summed scores favour what matches the whole question, so the document only one
-        part asks about would lose out) and, up to `slots`, for the other language's best passages when their
-        similarity comes within `margin` of the best passage's."""
+        part asks about would lose out), for a decisive BM25 hit (`_decisive`) and, up to `slots`, for the other
+        language's best passages when their similarity comes within `margin` of the best passage's."""
         if not ranked:
             return []
         w = self.weights
         best = max(c.similarity for c in ranked)
         parts = [c for c in ranked if set(c.chunk_ids) & set(part_bests)]
+        decisive = [c for c in ranked if c.decisive and c not in parts]
         other = [c for c in ranked if c.chunk.language != language and c.similarity >= best - w.margin][: w.slots]
-        reserved = parts + [c for c in other if c not in parts]
+        reserved = parts + decisive + [c for c in other if c not in parts and c not in decisive]
         reserved = reserved[: max(0, k - 1)]  # the best of all keeps its place
         chosen = [c for c in ranked if c not in reserved][: max(0, k - len(reserved))]
         kept = {id(c) for c in chosen + reserved}
@@ -317,14 +341,15 @@ def merge_neighbours(ranked: list[_Candidate]) -> list[_Candidate]:
     signatures: list[_Signature] = []  # of the kept candidates' original texts, computed once each
     for candidate in ranked:
         signature = _Signature.of(candidate.chunk.text)
-        for i, other in enumerate(kept):
-            merged = _merge(other.chunk, candidate.chunk)
+        for i, other in enumerate(kept):  # ~100 candidates: the cheap tests first, inline (this loop is quadratic)
+            merged = _merge(other.chunk, candidate.chunk) if other.chunk.source == candidate.chunk.source else None
             if merged is not None:
                 kept[i] = replace(
                     other,
                     chunk=merged,
                     chunk_ids=(*other.chunk_ids, *candidate.chunk_ids),
                     similarity=max(other.similarity, candidate.similarity),
+                    decisive=other.decisive or candidate.decisive,
                 )
                 break
             if signatures[i].near_duplicate(signature):
@@ -364,6 +389,10 @@ class _Signature:
             return False
         if self.folded == other.folded:
             return True
+        # Shared / all words is at most the smaller set's size over the larger's: most pairs stop here, cheaply.
+        smaller, larger = sorted((len(self.words), len(other.words)))
+        if smaller <= 0.9 * larger:
+            return False
         return len(self.words & other.words) / max(1, len(self.words | other.words)) > 0.9
 
 

@@ -211,12 +211,13 @@ class ChromaStore:
             query_embeddings=[list(map(float, vector))],
             n_results=k,
             where=_filter(sources, language),
-            include=["metadatas", "distances"],
+            include=["distances"],  # the id says the rest (see `upsert`); fetching metadata took ~40% of the time
         )
-        return [
-            SentenceHit(str(m["chunk_id"]), int(m["start"]), int(m["end"]), 1.0 - float(d))
-            for m, d in zip(got["metadatas"][0], got["distances"][0], strict=True)
-        ]
+        hits = []
+        for sentence_id, distance in zip(got["ids"][0], got["distances"][0], strict=True):
+            chunk_id_, start, end = sentence_id.rsplit(":", 2)
+            hits.append(SentenceHit(chunk_id_, int(start), int(end), 1.0 - float(distance)))
+        return hits
 
     def chunks(self, sources: Sequence[str] | None = None) -> list[Chunk]:
         where = _source_filter(sources)

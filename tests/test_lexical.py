@@ -1,4 +1,5 @@
-"""The persisted BM25 index: a damaged one on disk is reported and rebuilt, never an error at question time."""
+"""The BM25 side: how each language's text is analysed, what of a chunk it reads, and the persisted index (a
+damaged one on disk is reported and rebuilt, never an error at question time)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.lexical import LexicalIndex
+from index.types import Chunk
+from rag.lexical import LexicalIndex, analyze_in, analyze_query
 
 TEXTS = [
     "La CNIL encadre le transfert de données personnelles hors de l'Union européenne.",
@@ -23,6 +25,42 @@ TEXTS = [
 IDS = [f"c{i}" for i in range(len(TEXTS))]
 SOURCES = ["cnil.md", "deepseek.md", "deepseek.md", "paris.md", "biology.md"]
 QUERIES = ["transfert de données", "DeepSeek Italie", "Eiffel tower 1889", "reinforcement learning", "nothing matches"]
+
+
+def test_english_is_stemmed_the_english_way_so_inflections_meet():
+    assert analyze_in("applies", "en") == analyze_in("apply", "en") == analyze_in("applied", "en")
+    index = LexicalIndex.build(["c"], ["ai_act.html"], ["This Regulation applies to providers."], "fp", ["en"])
+    assert [hit.chunk_id for hit in index.search("When does it apply?", 5, language="en")] == ["c"]
+
+
+def test_each_language_drops_only_its_own_stopwords():
+    assert "ai" in analyze_in("the AI Act", "en")  # the French "ai" (has) is a stopword, the English "AI" is not
+    assert analyze_in("j'ai", "fr") == []
+    assert "ai" in analyze_query("the AI Act")  # a query for either language keeps what either keeps
+
+
+def test_french_is_stemmed_lightly_so_unrelated_words_stay_apart():
+    # Snowball's French stemmer makes "organisme" and "organe" one word; plural and feminine endings only here.
+    assert analyze_in("organismes", "fr") == analyze_in("organisme", "fr") != analyze_in("organe", "fr")
+
+
+def french_chunk(source: str, text: str, *headings: str) -> Chunk:
+    return Chunk(
+        source=source, title="", text=text, start=0, end=len(text), index=0, heading_path=headings, language="fr"
+    )
+
+
+def test_a_question_naming_a_file_finds_its_passages_by_the_file_name():
+    chunks = [
+        french_chunk("related/cnil_guide_rgpd.html", "Tenez un registre des traitements.", "Fiche 3"),
+        french_chunk("related/gdpr_chapter_v.txt", "Un registre des traitements est tenu."),
+    ]
+    assert chunks[0].search_text.startswith("cnil guide rgpd\n")
+    index = LexicalIndex.build(
+        [c.source for c in chunks], [c.source for c in chunks], [c.search_text for c in chunks], "fp", ["fr", "fr"]
+    )
+    hits = index.search("Le registre des traitements selon le guide de la CNIL", 5, language="fr")
+    assert hits[0].chunk_id == "related/cnil_guide_rgpd.html" and hits[0].score > 2 * hits[1].score
 
 
 def warnings(caplog) -> list[logging.LogRecord]:

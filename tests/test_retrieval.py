@@ -1,11 +1,16 @@
-"""What retrieval makes of a question: sub-queries, de-duplicated, few, and bounded in length (no model)."""
+"""What retrieval makes of a question: sub-queries, de-duplicated, few, and bounded in length; where fusion keeps
+places (no model: vectors are given, BM25 is the real one)."""
 
 from __future__ import annotations
 
 import time
 
+import numpy as np
+
+from index.types import Chunk
 from rag.lexical import LexicalIndex
-from rag.retrieval import MAX_QUERY_CHARS, MAX_SUB_QUERIES, HybridRetriever, sub_queries
+from rag.retrieval import MAX_QUERY_CHARS, MAX_SUB_QUERIES, FusionWeights, HybridRetriever, sub_queries
+from rag.store import ChunkVectors, ScoredChunk, SentenceHit
 
 
 def test_a_one_sentence_question_is_its_only_query():
@@ -76,7 +81,7 @@ class RecordingLexical(LexicalIndex):
         super().__init__([], [], None, fingerprint="")
         self.queries: list[str] = []
 
-    def search(self, query, k, sources=None):
+    def search(self, query, k, sources=None, language=None):
         self.queries.append(query)
         return []
 
@@ -93,3 +98,61 @@ def test_the_retriever_embeds_and_searches_only_the_bounded_sub_queries():
     assert HybridRetriever(EmptyStore(), lambda: lexical, embed).retrieve(question, 5, language="en") == []
     assert embedded == lexical.queries == sub_queries(question)
     assert len(embedded) == MAX_SUB_QUERIES and all(len(q) <= MAX_QUERY_CHARS for q in embedded)
+
+
+class VectorListStore(EmptyStore):
+    """Chunks with given vectors, searched by cosine; each chunk is its own one sentence."""
+
+    def __init__(self, chunks_and_vectors: list[tuple[Chunk, list[float]]]):
+        self.items = [(chunk, np.asarray(v, dtype=np.float32) / np.linalg.norm(v)) for chunk, v in chunks_and_vectors]
+
+    def _ranked(self, vector, k, language):
+        query = np.asarray(vector, dtype=np.float32)
+        scored = [(float(np.dot(query, v)), c) for c, v in self.items if language in (None, c.language)]
+        return sorted(scored, key=lambda pair: pair[0], reverse=True)[:k]
+
+    def search(self, vector, k, sources=None, language=None):
+        return [ScoredChunk(chunk, score) for score, chunk in self._ranked(vector, k, language)]
+
+    def sentence_search(self, vector, k, sources=None, language=None):
+        return [SentenceHit(c.id, 0, len(c.text), score) for score, c in self._ranked(vector, k, language)]
+
+    def chunks_by_id(self, ids):
+        return {c.id: c for c, _ in self.items if c.id in ids}
+
+    def embeddings_for(self, ids, *, sentences=True):
+        return {c.id: ChunkVectors(v.tolist(), []) for c, v in self.items if c.id in ids}
+
+
+def chunk(n: int, text: str) -> Chunk:
+    return Chunk(source=f"doc{n}.txt", title="", text=text, start=0, end=len(text), index=0, language="fr")
+
+
+# Seven passages close to the question in meaning (dense and sentence ranks 1-7, one sharing a word with it), and
+# one that holds the question's rare words but is far from it in the vector space, as a quoted phrase often is.
+NEAR = [chunk(n, f"Passage {n} sur la politique américaine et ses alliés européens.") for n in range(6)]
+NEAR.append(chunk(6, "Le président américain et la coopération scientifique."))
+QUOTED = chunk(9, "Après que le patron de la Maison Blanche a coupé les financements, la recherche a souffert.")
+QUESTION = "Qui est « le patron de la Maison Blanche » ?"
+
+
+def retriever_for(weights: FusionWeights, far: Chunk = QUOTED) -> HybridRetriever:
+    vectors = [(c, [1.0, 0.02 * n]) for n, c in enumerate(NEAR)] + [(far, [0.0, 1.0])]
+    store = VectorListStore(vectors)
+    chunks = [c for c, _ in vectors]
+    lexical = LexicalIndex.build([c.id for c in chunks], [c.source for c in chunks], [c.text for c in chunks], "fp")
+    return HybridRetriever(store, lambda: lexical, lambda text: [1.0, 0.0], weights)
+
+
+def test_a_decisive_word_match_keeps_a_place_that_rank_fusion_alone_gives_away():
+    fusion_only = retriever_for(FusionWeights(candidates=5, decisive_lexical_ratio=None)).retrieve(QUESTION, 5)
+    assert QUOTED.id not in [p.chunk_id for p in fusion_only]  # the case the place is for
+    kept = retriever_for(FusionWeights(candidates=5)).retrieve(QUESTION, 5)
+    assert QUOTED.id in [p.chunk_id for p in kept] and len(kept) == 5
+
+
+def test_a_word_match_only_a_little_ahead_of_the_next_gets_no_place():
+    near_tie = chunk(9, "Le président américain a parlé de coopération.")  # as NEAR[6] does
+    question = "Le président américain et la coopération ?"
+    passages = retriever_for(FusionWeights(candidates=5), far=near_tie).retrieve(question, 5)
+    assert near_tie.id not in [p.chunk_id for p in passages]
