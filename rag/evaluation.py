@@ -42,6 +42,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from index.chunking import split_sentences
+from rag.citations import is_refusal, strip_markers
 from rag.language import detect_language
 from rag.lexical import analyze, fold
 from rag.schema import Answer
@@ -137,6 +139,15 @@ def key_terms(text: str) -> set[str]:
     return set(analyze(text))
 
 
+def claims_beside_refusal(text: str) -> bool:
+    """True for an answer that says something and also that the documents don't say it ("… low cost. The
+    documents do not contain the answer."): the user cannot tell which half to believe."""
+    cleaned, _ = strip_markers(text)
+    sentences = [cleaned[a:b] for a, b in split_sentences(cleaned)]
+    refusals = [is_refusal(sentence) for sentence in sentences if analyze(sentence)]
+    return any(refusals) and not all(refusals)
+
+
 def score_item(item: EvalItem, answer: Answer) -> dict[str, Any]:
     spans = item.spans()
     result: dict[str, Any] = {
@@ -150,6 +161,8 @@ def score_item(item: EvalItem, answer: Answer) -> dict[str, Any]:
         "generator": answer.generator,
         "timings_ms": answer.timings_ms.model_dump(),
     }
+    result["claim_and_refusal"] = claims_beside_refusal(answer.answer)
+    result["unsupported_in_text"] = sum(1 for s in answer.unsupported if s.strip() and s.strip() in answer.answer)
     if not item.answerable or not spans:
         return result
     passage_hits = [_covered(p.source, p.text, spans) for p in answer.passages]
@@ -246,6 +259,9 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
         "answerable": answerable,
         "unanswerable": len(results) - answerable,
         **headline(results),
+        # Counts, not rates: each one is a trust failure a user sees, and the target for both is 0.
+        "contradictory_answers": sum(r["claim_and_refusal"] for r in results),
+        "unsupported_in_text": sum(r["unsupported_in_text"] for r in results),
         "latency_ms": latency,
         "by_category": _grouped(results, "category"),
         "by_language_pair": _grouped(results, "language_pair"),

@@ -16,10 +16,13 @@ from rag.evaluation import (
     EvalItem,
     append_history,
     bootstrap_intervals,
+    claims_beside_refusal,
     evaluate,
     format_history,
     load_items,
+    score_item,
     select_split,
+    summarise,
 )
 from rag.schema import Answer, Citation, Passage
 
@@ -294,3 +297,30 @@ def test_cli_eval_json_split_and_history(
 
     assert cli.main(["eval"]) == 2
     assert cli.main(["eval", str(question_file), "--history"]) == 2
+
+
+def test_an_answer_with_a_claim_and_the_refusal_counts_as_contradictory() -> None:
+    assert claims_beside_refusal("Low cost and large capabilities [1]. The documents do not contain the answer.")
+    assert claims_beside_refusal("DeepSeek a été lancé fin janvier [2]. Les documents ne le précisent pas.")
+    assert not claims_beside_refusal("The documents do not contain the answer to this question.")
+    assert not claims_beside_refusal("It was launched at the end of January 2025 [1].")
+
+
+def test_contradictory_answers_and_withheld_sentences_left_in_the_text_are_counted() -> None:
+    item = EvalItem.from_json(
+        {
+            "id": "t-1",
+            "question": "When?",
+            "answer": "January",
+            "answerable": True,
+            "source": "a.txt",
+            "evidence": "launched in January",
+        }
+    )
+    shown = "Launched in January. It cost 6 million. The documents do not say."
+    answers = [
+        Answer(answer=shown, unsupported=["It cost 6 million."], language="en"),
+        Answer(answer="Launched in January.", unsupported=["It cost 6 million."], language="en"),
+    ]
+    metrics = summarise([score_item(item, answer) for answer in answers])
+    assert metrics["contradictory_answers"] == 1 and metrics["unsupported_in_text"] == 1
