@@ -26,6 +26,7 @@ trace, on every `/v1` path, unknown ones included.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
@@ -781,7 +782,7 @@ def create_app(
             event = first
             try:
                 while event is not _END:
-                    if event.type == "token":
+                    if event.type == "token" and event.text:  # the empty one only marks the start of generation
                         yield _sse(TokenEventData(text=event.text), "token")
                     elif event.type == "citations":
                         yield _sse(CitationsEventData(citations=event.citations), "citations")
@@ -847,7 +848,7 @@ def create_app(
             try:
                 yield chunk(ChunkDelta(role="assistant", content=""))
                 while event is not _END:
-                    if event.type == "token":
+                    if event.type == "token" and event.text:
                         yield chunk(ChunkDelta(content=event.text))
                     elif event.type == "final" and event.answer is not None:
                         yield chunk(ChunkDelta(citations=event.answer.citations), True, event.answer)
@@ -1123,7 +1124,9 @@ def _conversation(messages: list[ChatMessage]) -> tuple[str, list[dict[str, str]
 
 
 async def _drain_answer(first: StreamEvent, stream: _ThreadedStream, request: Request) -> Answer:
-    """The final answer of a stream; a client that disconnects stops the work at the next step."""
+    """The final answer of a stream; a client that disconnects stops the work within a poll interval. Steps can
+    be long (no event comes out while the model writes sentences that fail verification), so the connection is
+    watched while a step runs, not only between steps."""
     event: Any = first
     try:
         while event is not _END:
@@ -1131,10 +1134,17 @@ async def _drain_answer(first: StreamEvent, stream: _ThreadedStream, request: Re
                 return event.answer
             if await request.is_disconnected():
                 raise ClientGone()
-            event = await stream.next()
+            step = asyncio.ensure_future(stream.next())
+            while not (await asyncio.wait({step}, timeout=_DISCONNECT_POLL_SECONDS))[0]:
+                if await request.is_disconnected():
+                    raise ClientGone()  # `close_soon` below ends the running step at its next token
+            event = step.result()
     finally:
         stream.close_soon()
     raise RuntimeError("the answer stream ended without a final event")
+
+
+_DISCONNECT_POLL_SECONDS = 0.5  # how late a gone client may be noticed; each check is one non-blocking receive
 
 
 class ClientGone(Exception):

@@ -374,7 +374,12 @@ class CitedAnswer:
 
 
 class CitationStreamer:
-    """Feed model tokens in, get honest stream events out; `result()` gives the final cited answer."""
+    """Feed model tokens in, get honest stream events out; `result()` gives the final cited answer.
+
+    With `drop_unsupported` (the default setting), a sentence goes out only once verified, whole, with its
+    citation marks: an unsupported one is withheld and kept in `unsupported`, and the model's own "the documents
+    don't say" is dropped once any claim is verified, so an answer never states something and then denies it.
+    Without it (for diagnosis), everything streams as written and unsupported sentences are only flagged."""
 
     def __init__(self, attributor: Attributor, *, refusal: str, drop_unsupported: bool = False):
         self.attributor = attributor
@@ -403,7 +408,9 @@ class CitationStreamer:
         text = "".join(self._output)
         refused = not self._any_supported
         citations = [] if refused else self.numbering.citations
-        return CitedAnswer(text, citations, [] if refused else self._unsupported, refused)
+        # Withheld sentences stay listed even when the answer is refused: the reader may see what was held back.
+        unsupported = self._unsupported if self.drop_unsupported or not refused else []
+        return CitedAnswer(text, citations, unsupported, refused)
 
     # --- internals ----------------------------------------------------------------------------------
     def _clean(self, final: bool) -> tuple[str, set[int]]:
@@ -439,10 +446,12 @@ class CitationStreamer:
         self._done_upto = end
         separator = cleaned[self._emitted_upto : start] if self._emitted_upto < start else ""
         if not attribution.supported:
-            self._unsupported.append(sentence)
             if self.drop_unsupported:
+                if not is_refusal(sentence):  # "the documents don't say" is no claim to list
+                    self._unsupported.append(sentence)
                 self._emitted_upto = end
                 return
+            self._unsupported.append(sentence)
         if self.drop_unsupported:
             # Nothing of this sentence went out yet: send it whole, with the separator before it.
             prefix = separator if self._output else ""

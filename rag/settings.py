@@ -69,7 +69,11 @@ class Settings(BaseSettings):
     ollama_model: str = "qwen2.5:1.5b-instruct"
 
     # citations
-    drop_unsupported: bool = Field(False, description="Remove answer sentences no passage supports.")
+    drop_unsupported: bool = Field(
+        False,
+        description="Withhold answer sentences no passage supports (they stay listed in `unsupported`, and a "
+        "refusal never follows a verified claim); false streams them as written and flags them.",
+    )
 
     # HTTP API
     api_key: SecretStr | None = Field(None, description="When set, write endpoints need 'Authorization: Bearer'.")

@@ -2,13 +2,36 @@
 
 from __future__ import annotations
 
+import ast
 import os
+import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from rag.settings import Settings
+
+
+def _serialise_ast_parsing() -> None:
+    """Python 3.11's AST constructor checks its recursion counter in state the interpreter's threads share
+    (python/cpython#106905), so two threads building ASTs at once can fail one of them with "SystemError: AST
+    constructor recursion depth mismatch". One CI run failed so (once in many), in `ast.parse` called by
+    Hypothesis while schemathesis collected the fuzz test. Serialising `ast.parse` in the test process removes
+    that race for every caller going through it; parsing is rare and fast, so the lock costs nothing here."""
+    if sys.version_info >= (3, 12):
+        return
+    parse, lock = ast.parse, threading.RLock()
+
+    def locked_parse(*args, **kwargs):
+        with lock:
+            return parse(*args, **kwargs)
+
+    ast.parse = locked_parse
+
+
+_serialise_ast_parsing()
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("RAG_TEST_SHARED", REPO.parent / "shared")).resolve()

@@ -565,11 +565,12 @@ class FailingChatModel(BaseChatModel):
         raise ConnectionError("connection reset by the LLM server")
 
 
-def test_failure_mid_stream_becomes_an_error_event(make_settings, embedder) -> None:
-    settings = make_settings(generators_allowed=["extractive", "openai"])
+def ask_three_ways(chat_model: BaseChatModel, settings: Any, embedder: Any) -> tuple[list, list, httpx.Response]:
+    """ZEPHYR_QUESTION answered by `chat_model` (as "openai") over SSE, the OpenAI stream and plain JSON: the SSE
+    events, the OpenAI stream's events, and the JSON response."""
     settings.corpus_dir.mkdir(parents=True, exist_ok=True)
     (settings.corpus_dir / "zephyr.txt").write_text(ZEPHYR_TEXT)
-    service = RagService(settings, embedder=embedder, chat_models={"openai": FailingChatModel()})
+    service = RagService(settings, embedder=embedder, chat_models={"openai": chat_model})
     service.refresh()
     app = create_app(service, with_ui=False, index_on_start=False)
 
@@ -584,12 +585,50 @@ def test_failure_mid_stream_becomes_an_error_event(make_settings, embedder) -> N
             plain = await client.post("/v1/ask", json={"question": ZEPHYR_QUESTION, "generator": "openai"})
             return read_sse(iter(stream.text.splitlines())), read_sse(iter(chat.text.splitlines())), plain
 
-    events, chunks, plain = asyncio.run(scenario())
+    return asyncio.run(scenario())
+
+
+def test_failure_mid_stream_becomes_an_error_event(make_settings, embedder) -> None:
+    settings = make_settings(generators_allowed=["extractive", "openai"])
+    events, chunks, plain = ask_three_ways(FailingChatModel(), settings, embedder)
     assert events[0][0] == "token" and events[-1][0] == "error" and "final" not in [n for n, _ in events]
     error = json.loads(events[-1][1])["error"]
     assert error["status"] == 502 and error["type"] == "upstream_error" and "Traceback" not in events[-1][1]
     assert json.loads(chunks[-1][1])["error"]["status"] == 502 and "[DONE]" not in [d for _, d in chunks]
     assert plain.status_code == 502 and plain.json()["error"]["type"] == "upstream_error"
+
+
+class InventingChatModel(BaseChatModel):
+    """Answers with one sentence the document supports and one it never says (a fine and its amount)."""
+
+    answer: str = "Le projet Zéphyr a été lancé à Lyon le 3 mars 2031 [1]. La CNIL lui a infligé 15 millions d'euros."
+
+    @property
+    def _llm_type(self) -> str:
+        return "inventing-fake"
+
+    def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any):
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=self.answer))])
+
+    def _stream(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any):
+        for word in self.answer.split(" "):
+            yield ChatGenerationChunk(message=AIMessageChunk(content=word + " "))
+
+
+def test_no_unverified_sentence_is_ever_sent_by_any_endpoint(make_settings, embedder) -> None:
+    """Issue 11: SSE, the OpenAI stream and the JSON answer carry only verified sentences; the invented one is
+    listed in `unsupported`, never in the text."""
+    settings = make_settings(generators_allowed=["extractive", "openai"], drop_unsupported=True)
+    events, chunks, plain = ask_three_ways(InventingChatModel(), settings, embedder)
+    assert "millions" not in "".join(data for name, data in events if name == "token")
+    final = Answer.model_validate_json(next(data for name, data in events if name == "final"))
+    assert "Lyon" in final.answer and "millions" not in final.answer and not final.refused
+    assert final.unsupported == ["La CNIL lui a infligé 15 millions d'euros."]
+    deltas = [json.loads(data) for _, data in chunks if data != "[DONE]"]
+    streamed = "".join(d["choices"][0]["delta"].get("content") or "" for d in deltas if d.get("choices"))
+    assert "Lyon" in streamed and "millions" not in streamed
+    answer = plain.json()
+    assert "millions" not in answer["answer"] and answer["unsupported"] == final.unsupported
 
 
 def test_questions_are_still_answered_after_a_rebuild(make_settings, embedder) -> None:

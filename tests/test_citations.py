@@ -14,6 +14,7 @@ from rag.citations import (
     build_passage_sentences,
     claim_of,
     clause_spans,
+    is_refusal,
     strip_markers,
 )
 from rag.generation import ChatGenerator, Excerpt, GenerationRequest
@@ -139,6 +140,22 @@ def test_an_answer_no_passage_supports_becomes_a_refusal(passages, embedder):
     assert result.unsupported == []  # a refusal lists nothing as an answer
     assert result.text.endswith(REFUSAL)
     assert streamed_text(events) == result.text
+
+
+def test_a_refused_answer_shows_only_the_refusal_and_lists_what_it_withheld(passages, embedder):
+    """Issue 11: an invented claim never reaches the user, not even under the refusal banner."""
+    invented = "L'autorité italienne a infligé une amende de 15 millions d'euros."
+    result, events = run_fake_model(invented, passages, embedder, drop_unsupported=True)
+    assert result.refused and result.text == REFUSAL and streamed_text(events) == REFUSAL
+    assert result.unsupported == [invented] and result.citations == []
+
+
+def test_a_verified_claim_is_never_followed_by_the_models_refusal(passages, embedder):
+    answer = "L'Italie a interdit DeepSeek le 30 janvier. Les documents ne précisent pas le montant de l'amende."
+    result, events = run_fake_model(answer, passages, embedder, drop_unsupported=True)
+    assert not result.refused and not is_refusal(result.text) and streamed_text(events) == result.text
+    assert result.text.startswith("L'Italie a interdit DeepSeek le 30 janvier.") and result.citations
+    assert result.unsupported == []  # "the documents don't say" is no claim to list
 
 
 def test_strip_markers_reads_hints():

@@ -85,6 +85,16 @@ def test_answer_markers_become_chips_and_notices_show() -> None:
     assert 'class="refused"' in render_answer(refused.answer, 0, {}, "fr", refused)
 
 
+def test_withheld_sentences_are_counted_never_shown_as_answer_text() -> None:
+    invented = "L'autorité a infligé une amende de 15 millions d'euros."
+    refused = Answer(answer="Les documents ne contiennent pas la réponse.", refused=True, unsupported=[invented])
+    html = render_answer(refused.answer, 0, {}, "fr", refused)
+    assert "15 millions" not in html and "1 phrase(s) retenue(s)" in html and 'class="refused"' in html
+    answer = Answer(answer="Interdit le 30 janvier. [1]", citations=[_citation()], unsupported=[invented, "Autre."])
+    html = render_answer(answer.answer, 1, {1: _citation()}, "en", answer)
+    assert "15 millions" not in html and "2 sentence(s) withheld" in html and "unsupported-note" not in html
+
+
 def test_source_card_marks_the_quote_and_offers_more_context() -> None:
     html = render_card(_citation(), "en", (DOCUMENT, 0), "3:1")
     assert "<mark>l'Italie a interdit DeepSeek le 30 janvier.</mark>" in html

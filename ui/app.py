@@ -90,9 +90,11 @@ STRINGS: dict[str, dict[str, str]] = {
         "not_in_docs": "Not in the documents",
         "fallback": "Answered by the extractive fallback",
         "unsupported_note": "Underlined sentences are not supported by any retrieved passage.",
+        "withheld_note": "{count} sentence(s) withheld: not supported by the documents.",
         "unsupported_title": "Not supported by the documents",
         "understood_as": "Understood as: “{question}”",
         "searching": "Searching the documents…",
+        "checking": "Checking the answer against the sources…",
         "waiting": "Waiting for the system to be ready: {status}",
         "stopped": "Stopped.",
         "busy": "Too many questions are waiting for the model; try again in {seconds} s.",
@@ -183,9 +185,11 @@ STRINGS: dict[str, dict[str, str]] = {
         "not_in_docs": "Absent des documents",
         "fallback": "Réponse produite par le générateur extractif de secours",
         "unsupported_note": "Les phrases soulignées ne s'appuient sur aucun passage retrouvé.",
+        "withheld_note": "{count} phrase(s) retenue(s) : non étayée(s) par les documents.",
         "unsupported_title": "Non étayé par les documents",
         "understood_as": "Compris comme : « {question} »",
         "searching": "Recherche dans les documents…",
+        "checking": "Vérification de la réponse dans les sources…",
         "waiting": "En attente que le système soit prêt : {status}",
         "stopped": "Arrêté.",
         "busy": "Trop de questions attendent le modèle ; réessayez dans {seconds} s.",
@@ -297,6 +301,7 @@ CSS = """
 .rag-answer .notice.fallback { background: #f1f5f9; color: #1e293b; border-left: 4px solid #475569; }
 .rag-answer .notice.understood { background: transparent; color: var(--body-text-color-subdued); padding: 0; }
 .rag-answer .notice.unsupported-note { background: #fef2f2; color: #7f1d1d; margin: .6em 0 0; }
+.rag-answer .notice.withheld-note { background: #f3f4f6; color: #374151; margin: .6em 0 0; font-size: .9em; }
 .rag-answer .notice.stopped { background: #f1f5f9; color: #1e293b; }
 .rag-answer .notice.error { background: #fef2f2; color: #7f1d1d; border-left: 4px solid #b91c1c; }
 .rag-answer .refused { padding: .5em .75em; border-radius: 6px; background: #fffbeb; color: #78350f;
@@ -332,7 +337,8 @@ CSS = """
 .dark .cite-chip { background: #1e3a8a; color: #ffffff; border-color: #93c5fd; }
 .dark #rag-status .status { background: #1e293b; color: #e2e8f0; border-color: #475569; }
 .dark .rag-answer .notice.fallback, .dark .rag-answer .refused, .dark .rag-answer .notice.unsupported-note,
-.dark .rag-answer .notice.stopped, .dark .rag-answer .notice.error { background: #1e293b; color: #f1f5f9; }
+.dark .rag-answer .notice.withheld-note, .dark .rag-answer .notice.stopped, .dark .rag-answer .notice.error {
+  background: #1e293b; color: #f1f5f9; }
 .dark .rag-answer .refused strong, .dark .rag-answer .notice strong { color: inherit; }
 .dark #source-card details summary { color: #93c5fd; }
 #lang-switch .wrap { flex-wrap: nowrap; }
@@ -468,12 +474,16 @@ def render_answer(
     """The assistant message as HTML: text with `[n]` turned into chips that open a source card, plus
     the notices the final answer calls for (refusal, fallback generator, unsupported sentences)."""
     body = html.escape(text, quote=False)
+    underlined = withheld = 0
     if answer is not None:
         for sentence in answer.unsupported:
             escaped = html.escape(sentence.strip(), quote=False)
-            if escaped and escaped in body:
+            if escaped and escaped in body:  # shown as written (RAG_DROP_UNSUPPORTED=false): flagged in place
                 span = f'<span class="unsupported" title="{_esc(t(lang, "unsupported_title"))}">{escaped}</span>'
                 body = body.replace(escaped, span, 1)
+                underlined += 1
+            elif escaped:
+                withheld += 1
 
     def chip(match: re.Match[str]) -> str:
         n = int(match.group(1))
@@ -504,8 +514,11 @@ def render_answer(
         parts.append(f"<p>{body}</p>")
     if pending:
         parts.append(f'<p class="pending" role="status">{_esc(pending)}</p>')
-    if answer is not None and answer.unsupported and not answer.refused:
+    if underlined and not answer.refused:
         parts.append(f'<p class="notice unsupported-note" role="note">{_esc(t(lang, "unsupported_note"))}</p>')
+    if withheld:  # never their text: only what the documents support is shown as an answer
+        note = t(lang, "withheld_note", count=withheld)
+        parts.append(f'<p class="notice withheld-note" role="note">{_esc(note)}</p>')
     if answer is not None:
         seconds = answer.timings_ms.total / 1000
         parts.append(f'<p class="meta">{_esc(answer.generator)} · {seconds:.1f} s</p>')
@@ -839,7 +852,9 @@ def build_ui(service: RagService) -> gr.Blocks:
                         found.clear()
                         found.update({c.n: c for c in final.citations})
                         answer_so_far = final.answer
-                    yield show(render_answer(answer_so_far, turn, found, lang, final))
+                    # A sentence is shown once verified: say that the next one is being checked.
+                    checking = None if final else t(lang, "checking")
+                    yield show(render_answer(answer_so_far, turn, found, lang, final, pending=checking))
             except ServiceBusyError as error:
                 yield show(render_error(t(lang, "busy", seconds=error.retry_after)))
                 return
