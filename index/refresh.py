@@ -134,8 +134,9 @@ def index_lock(data_dir: Path) -> FileLock:
 
 
 def documents_fingerprint(records: dict[str, DocumentRecord]) -> str:
-    """Identifies the indexed state (which documents, chunked how, when); the lexical index records the one
-    it was built from, so any refresh that rewrote chunks makes it stale."""
+    """Identifies the indexed state (which documents, chunked how, when, read by BM25 how); the lexical index
+    records the one it was built from, so any refresh that rewrote chunks, or a new `LEXICAL_VERSION`, makes it
+    stale."""
     digest = hashlib.sha256(f"lexical {LEXICAL_VERSION}\n".encode())
     for source in sorted(records):
         record = records[source]

@@ -75,14 +75,15 @@ def analyze(text: str) -> list[str]:
 
 
 def analyze_in(text: str, language: Language) -> list[str]:
-    """Tokens for BM25 in one known language: as `analyze`, but stemmed by that language's Snowball stemmer, so
-    "applies"/"apply" and "notifier"/"notification" meet. Safe because each chunk is stemmed in its own language
-    and each query in the language searched: the two languages' rules never meet one text. Only that language's
-    stopwords go, so the English "AI" stays although the French "ai" (has) is one."""
+    """Tokens for BM25 in one known language: as `analyze`, but English words go through the Snowball (Porter2)
+    stemmer, so "applies" and "apply" meet. Safe because each chunk is stemmed in its own language and each query
+    in the language searched: the two languages' rules never meet one text. French keeps `light_stem`: Snowball's
+    French stemmer merges unrelated words ("organisme", "organe") and did not generalise (docs/evaluation.md).
+    Only that language's stopwords go, so the English "AI" stays although the French "ai" (has) is one."""
     words = _words(text, _LANGUAGE_STOPWORDS[language])
     if language == "fr":
         return [light_stem(fold(word)) for word in words]
-    stemmer = _stemmer(language)
+    stemmer = _english_stemmer()
     return [fold(stemmer.stemWord(word)) for word in words]
 
 
@@ -105,14 +106,11 @@ def _words(text: str, stopwords: frozenset[str]) -> list[str]:
     return words
 
 
-@lru_cache(maxsize=len(LANGUAGES))
-def _stemmer(language: Language):
+@lru_cache(maxsize=1)
+def _english_stemmer():
     import Stemmer
 
-    return Stemmer.Stemmer(_SNOWBALL_NAMES[language])
-
-
-_SNOWBALL_NAMES: dict[Language, str] = {"fr": "french", "en": "english"}
+    return Stemmer.Stemmer("english")
 
 
 @dataclass(frozen=True)

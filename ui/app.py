@@ -852,7 +852,7 @@ def build_ui(service: RagService) -> gr.Blocks:
                         found.clear()
                         found.update({c.n: c for c in final.citations})
                         answer_so_far = final.answer
-                    # A sentence is shown once verified: say that the next one is being checked.
+                    # Until the answer is final its sentences are being checked against the sources: say so.
                     checking = None if final else t(lang, "checking")
                     yield show(render_answer(answer_so_far, turn, found, lang, final, pending=checking))
             except ServiceBusyError as error:
