@@ -159,8 +159,8 @@ class AnswerChain:
                 language=language,
             )
             streamer = CitationStreamer(attributor, refusal=REFUSALS[language], drop_unsupported=self.drop_unsupported)
-            # Generation starts, and no sentence may show before it is verified: an empty token says so, so a front
-            # end can show that the answer is being checked and an HTTP stream can send its headers now.
+            # Generation starts: an empty token says so, so a front end can show that the answer is being checked
+            # and an HTTP stream can send its headers now (withholding, the first sentence may come much later).
             yield StreamEvent(type="token", text="")
             for token in generator.stream(request):
                 yield from streamer.feed(token)

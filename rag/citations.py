@@ -376,10 +376,11 @@ class CitedAnswer:
 class CitationStreamer:
     """Feed model tokens in, get honest stream events out; `result()` gives the final cited answer.
 
-    With `drop_unsupported` (the default setting), a sentence goes out only once verified, whole, with its
-    citation marks: an unsupported one is withheld and kept in `unsupported`, and the model's own "the documents
-    don't say" is dropped once any claim is verified, so an answer never states something and then denies it.
-    Without it (for diagnosis), everything streams as written and unsupported sentences are only flagged."""
+    With `drop_unsupported` (`RAG_DROP_UNSUPPORTED=true`), a sentence goes out only once verified, whole, with
+    its citation marks: an unsupported one is withheld and kept in `unsupported`, and the model's own "the
+    documents don't say" is dropped once any claim is verified, so an answer never states something and then
+    denies it. Without it (the default for now), everything streams as written and unsupported sentences are
+    only flagged."""
 
     def __init__(self, attributor: Attributor, *, refusal: str, drop_unsupported: bool = False):
         self.attributor = attributor
