@@ -147,8 +147,7 @@ def documents_fingerprint(records: dict[str, DocumentRecord]) -> str:
 def build_lexical(store: VectorStore, records: dict[str, DocumentRecord]) -> LexicalIndex:
     chunks = store.chunks()
     ids, sources, texts = [c.id for c in chunks], [c.source for c in chunks], [c.search_text for c in chunks]
-    languages = [c.language or detect_language(c.text) for c in chunks]
-    return LexicalIndex.build(ids, sources, texts, documents_fingerprint(records), languages)
+    return LexicalIndex.build(ids, sources, texts, documents_fingerprint(records), [c.language for c in chunks])
 
 
 class Refresher:

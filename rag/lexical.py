@@ -135,12 +135,14 @@ class LexicalIndex:
         sources: Sequence[str],
         texts: Sequence[str],
         fingerprint: str,
-        languages: Sequence[Language] | None = None,
+        languages: Sequence[str] | None = None,
     ):
-        """`languages`: each text's, as detected at indexing (detected here when not given)."""
+        """`languages`: each text's, as detected at indexing (detected here when not given or empty)."""
         import bm25s
 
-        languages = languages or [detect_language(t) for t in texts]
+        languages = [
+            given or detect_language(t) for t, given in zip(texts, languages or [""] * len(texts), strict=True)
+        ]
         retriever = bm25s.BM25()
         if texts:
             # bm25s needs a non-empty vocabulary; an empty-token chunk gets a placeholder that queries never hit.

@@ -341,8 +341,8 @@ def merge_neighbours(ranked: list[_Candidate]) -> list[_Candidate]:
     signatures: list[_Signature] = []  # of the kept candidates' original texts, computed once each
     for candidate in ranked:
         signature = _Signature.of(candidate.chunk.text)
-        for i, other in enumerate(kept):  # ~100 candidates: the cheap tests first, inline (this loop is quadratic)
-            merged = _merge(other.chunk, candidate.chunk) if other.chunk.source == candidate.chunk.source else None
+        for i, other in enumerate(kept):
+            merged = _merge(other.chunk, candidate.chunk)
             if merged is not None:
                 kept[i] = replace(
                     other,

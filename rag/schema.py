@@ -70,9 +70,10 @@ class Answer(BaseModel):
 
 
 class StreamEvent(BaseModel):
-    """Streaming protocol: `token` events carry text to append (verified sentences, whole; an empty one marks the
-    start of generation); `citations` follow a finished sentence; exactly one `final` event ends the stream with
-    the whole structure. The concatenated token texts equal `final.answer.answer`."""
+    """Streaming protocol: `token` events carry text to append (an empty one marks the start of generation;
+    with `RAG_DROP_UNSUPPORTED=true`, whole sentences once verified); `citations` follow a finished sentence;
+    exactly one `final` event ends the stream with the whole structure. The concatenated token texts equal
+    `final.answer.answer`."""
 
     type: Literal["token", "citations", "final"]
     text: str = ""
