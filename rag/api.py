@@ -37,6 +37,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal, TypeVar
 
+import anyio.to_thread
 from fastapi import Body, Depends, FastAPI, File, Path, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -563,7 +564,9 @@ class _ThreadedStream:
 
     async def next(self) -> Any:
         try:
-            return await run_in_threadpool(self._step)
+            # Abandoned, not awaited, when the request is cancelled (an SSE client that left): a step can run as
+            # long as the whole answer while sentences fail verification, and `close_soon` ends it at its next token.
+            return await anyio.to_thread.run_sync(self._step, abandon_on_cancel=True)
         except BaseException:
             self.close_soon()
             raise

@@ -13,12 +13,13 @@ import numpy as np
 from langchain_core.runnables import RunnableLambda, RunnablePassthrough
 
 from rag.citations import AttributionConfig, Attributor, CitationStreamer, SentenceEncoder, build_passage_sentences
-from rag.generation import REFUSALS, ChatGenerator, GenerationRequest, Generator, select_excerpts
+from rag.generation import CONFLICT_NOTES, REFUSALS, ChatGenerator, GenerationRequest, Generator, select_excerpts
 from rag.language import LANGUAGES, Language, detect_language
 from rag.lexical import analyze
 from rag.retrieval import HybridRetriever
 from rag.schema import Answer, StreamEvent, Timings
 from rag.translation import QueryTranslator
+from rag.verification import Verifier
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class AnswerChain:
         min_similarity: float,
         drop_unsupported: bool,
         attribution: AttributionConfig | None = None,
+        verifier: Verifier | None = None,
         rewriter: Callable[[], ChatGenerator | None] = lambda: None,
         translator: Callable[[], QueryTranslator | None] = lambda: None,
     ):
@@ -55,6 +57,7 @@ class AnswerChain:
         self.min_similarity = min_similarity
         self.drop_unsupported = drop_unsupported
         self.attribution = attribution
+        self.verifier = verifier
         self.rewriter = rewriter
         self.translator = translator
         self.prepare = RunnablePassthrough.assign(standalone=RunnableLambda(self._standalone)) | RunnableLambda(
@@ -157,21 +160,36 @@ class AnswerChain:
                 self.attribution,
                 question=question,
                 language=language,
+                verifier=self.verifier,
             )
-            streamer = CitationStreamer(attributor, refusal=REFUSALS[language], drop_unsupported=self.drop_unsupported)
+            streamer = CitationStreamer(
+                attributor,
+                refusal=REFUSALS[language],
+                drop_unsupported=self.drop_unsupported,
+                conflict_note=CONFLICT_NOTES[language],
+            )
             # Generation starts: an empty token says so, so a front end can show that the answer is being checked
             # and an HTTP stream can send its headers now (withholding, the first sentence may come much later).
             yield StreamEvent(type="token", text="")
+            verify_s = 0.0
             for token in generator.stream(request):
-                yield from streamer.feed(token)
-            yield from streamer.finish()
+                started_verify = time.perf_counter()
+                events = list(streamer.feed(token))
+                verify_s += time.perf_counter() - started_verify
+                yield from events
+            started_verify = time.perf_counter()
+            events = list(streamer.finish())
+            verify_s += time.perf_counter() - started_verify
+            yield from events
             cited = streamer.result()
+            answer.timings_ms.verify = round(verify_s * 1000, 1)
             answer.answer, answer.citations = cited.text, cited.citations
             answer.unsupported, answer.refused = cited.unsupported, cited.refused
         answer.timings_ms = Timings(
             translate=state["translate_ms"],
             retrieve=state["retrieve_ms"],
             generate=_ms(generate_started),
+            verify=answer.timings_ms.verify,
             total=_ms(started),
         )
         yield StreamEvent(type="final", answer=answer)

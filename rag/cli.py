@@ -100,7 +100,8 @@ def _print_sources(answer) -> None:
         page = f", p. {citation.page}" if citation.page else ""
         print(f"  [{citation.n}] {citation.source}{page}: « {' '.join(citation.quote.split())} »")
     for sentence in answer.unsupported:
-        print(f"  (not supported by the documents: {sentence})")
+        why = sentence.reason or "no passage says it"
+        print(f"  (unsupported, {why}: {sentence.text})")
 
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:

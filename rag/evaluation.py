@@ -162,7 +162,9 @@ def score_item(item: EvalItem, answer: Answer) -> dict[str, Any]:
         "timings_ms": answer.timings_ms.model_dump(),
     }
     result["claim_and_refusal"] = claims_beside_refusal(answer.answer)
-    result["unsupported_in_text"] = sum(1 for s in answer.unsupported if s.strip() and s.strip() in answer.answer)
+    result["unsupported"] = [s.model_dump() for s in answer.unsupported]  # to read why an answer was refused
+    withheld = (s.text.strip() for s in answer.unsupported)
+    result["unsupported_in_text"] = sum(1 for text in withheld if text and text in answer.answer)
     if not item.answerable or not spans:
         return result
     passage_hits = [_covered(p.source, p.text, spans) for p in answer.passages]

@@ -28,6 +28,11 @@ REFUSALS: dict[Language, str] = {
     "fr": "Les documents ne contiennent pas la réponse à cette question.",
     "en": "The documents do not contain the answer to this question.",
 }
+# Said after a sentence that another document contradicts, and cited to that document's quote.
+CONFLICT_NOTES: dict[Language, str] = {
+    "fr": "Les sources divergent sur ce point",
+    "en": "The sources differ on this point",
+}
 
 # Document text is untrusted: the prompt holds each excerpt in its own <document> block, which the system prompt
 # declares to be data, and which no document can close (see `format_context`). Sentences addressed to an AI are

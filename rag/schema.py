@@ -27,6 +27,19 @@ class Passage(BaseModel):
     )
 
 
+class Support(BaseModel):
+    """How well a citation's quote carries the sentence it is cited for."""
+
+    verdict: Literal["supported", "partly", "differs"] = Field(
+        "supported",
+        description="'partly': the quote backs the sentence, but a figure of the sentence is not in it; "
+        "'differs': another document's quote that says otherwise (the answer says the sources differ).",
+    )
+    score: float = Field(0.0, description="The similarity stage's score of the sentence against the quote (0-1).")
+    missing: list[str] = Field(default_factory=list, description="For 'partly': what the quote does not state.")
+    reason: str = Field("", description="For 'differs': what this source says differently.")
+
+
 class Citation(BaseModel):
     """One `[n]` of the answer: the passage it points at and the sentence in it that supports the claim."""
 
@@ -41,20 +54,32 @@ class Citation(BaseModel):
     quote: str = Field(description="The supporting sentence of the passage.")
     quote_start: int = Field(description="Offset of the quote in the document's extracted text.")
     quote_end: int
+    support: Support = Field(default_factory=Support, description="The verifier's verdict for the sentence cited.")
+
+
+class UnsupportedSentence(BaseModel):
+    """An answer sentence the verifier did not let through, and why."""
+
+    text: str
+    verdict: Literal["not_supported", "contradicted"] = "not_supported"
+    reason: str = Field("", description="What the verifier saw, for a reader (empty: no passage says it).")
 
 
 class Timings(BaseModel):
     translate: float = Field(0.0, description="Translating the question for cross-language retrieval (0: not done).")
     retrieve: float = 0.0
-    generate: float = 0.0
+    generate: float = Field(0.0, description="From the start of generation to the end of the answer (verify included).")
+    verify: float = Field(0.0, description="Checking the answer's sentences against the passages.")
     total: float = 0.0
 
 
 class Answer(BaseModel):
     answer: str
     citations: list[Citation] = Field(default_factory=list)
-    unsupported: list[str] = Field(
-        default_factory=list, description="Answer sentences that no retrieved passage supports."
+    unsupported: list[UnsupportedSentence] = Field(
+        default_factory=list,
+        description="Answer sentences no retrieved passage supports or that a passage contradicts, with the "
+        "verdict and reason (withheld from `answer` unless RAG_DROP_UNSUPPORTED=false).",
     )
     passages: list[Passage] = Field(default_factory=list)
     refused: bool = Field(False, description="True when the documents do not hold the answer.")
@@ -71,7 +96,7 @@ class Answer(BaseModel):
 
 class StreamEvent(BaseModel):
     """Streaming protocol: `token` events carry text to append (an empty one marks the start of generation;
-    with `RAG_DROP_UNSUPPORTED=true`, whole sentences once verified); `citations` follow a finished sentence;
+    whole sentences once verified, unless `RAG_DROP_UNSUPPORTED=false`); `citations` follow a finished sentence;
     exactly one `final` event ends the stream with the whole structure. The concatenated token texts equal
     `final.answer.answer`."""
 

@@ -394,10 +394,17 @@ class RagService:
                     self.embedder,
                     min_similarity=self.settings.min_similarity,
                     drop_unsupported=self.settings.drop_unsupported,
+                    verifier=self.verifier(),
                     rewriter=self._any_chat_generator,
                     translator=self.translator,
                 )
             return self._chain
+
+    def verifier(self):
+        """The second stage of citation checking the settings name (see rag.verification)."""
+        from rag.verification import MeaningRules, SimilarityOnly
+
+        return MeaningRules() if self.settings.verifier == "rules" else SimilarityOnly()
 
     def generator(self, name: str | None = None):
         """The generator called `name` (default: settings), and why it was replaced, if it was."""

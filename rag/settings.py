@@ -69,10 +69,16 @@ class Settings(BaseSettings):
     ollama_model: str = "qwen2.5:1.5b-instruct"
 
     # citations
+    verifier: Literal["rules", "similarity"] = Field(
+        "rules",
+        description="'rules': a quote the similarity stage matched must also agree in meaning (negation, yes/no, "
+        "conditions, figures bound to their names); 'similarity': the match alone decides.",
+    )
     drop_unsupported: bool = Field(
-        False,
-        description="Withhold answer sentences no passage supports (they stay listed in `unsupported`, and a "
-        "refusal never follows a verified claim); false streams them as written and flags them.",
+        True,
+        description="Withhold answer sentences no passage supports: a sentence is sent only once verified (the "
+        "withheld ones stay listed in `unsupported`) and a refusal never follows a verified claim; false streams "
+        "them as written and flags them.",
     )
 
     # HTTP API

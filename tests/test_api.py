@@ -615,20 +615,30 @@ class InventingChatModel(BaseChatModel):
             yield ChatGenerationChunk(message=AIMessageChunk(content=word + " "))
 
 
-def test_no_unverified_sentence_is_ever_sent_by_any_endpoint(make_settings, embedder) -> None:
-    """Issue 11: SSE, the OpenAI stream and the JSON answer carry only verified sentences; the invented one is
-    listed in `unsupported`, never in the text."""
-    settings = make_settings(generators_allowed=["extractive", "openai"], drop_unsupported=True)
-    events, chunks, plain = ask_three_ways(InventingChatModel(), settings, embedder)
-    assert "millions" not in "".join(data for name, data in events if name == "token")
+@pytest.mark.parametrize(
+    ("bad", "verdict"),
+    [
+        ("La CNIL lui a infligé 15 millions d'euros.", "not_supported"),  # invented
+        ("Zéphyr n'est pas un planeur solaire.", "contradicted"),  # the document says the opposite
+    ],
+    ids=["invented", "contradicted"],
+)
+def test_no_unverified_sentence_is_ever_sent_by_any_endpoint(make_settings, embedder, bad: str, verdict: str) -> None:
+    """Issue 11: SSE, the OpenAI stream and the JSON answer carry only verified sentences (withholding is the
+    default); the bad one is listed in `unsupported` with its verdict, never in the text."""
+    settings = make_settings(generators_allowed=["extractive", "openai"])
+    model = InventingChatModel(answer=f"Le projet Zéphyr a été lancé à Lyon le 3 mars 2031 [1]. {bad}")
+    events, chunks, plain = ask_three_ways(model, settings, embedder)
+    tell = bad.split()[-2]  # a word only the bad sentence has
+    assert tell not in "".join(data for name, data in events if name == "token")
     final = Answer.model_validate_json(next(data for name, data in events if name == "final"))
-    assert "Lyon" in final.answer and "millions" not in final.answer and not final.refused
-    assert final.unsupported == ["La CNIL lui a infligé 15 millions d'euros."]
+    assert "Lyon" in final.answer and tell not in final.answer and not final.refused
+    assert [(s.text, s.verdict) for s in final.unsupported] == [(bad, verdict)]
     deltas = [json.loads(data) for _, data in chunks if data != "[DONE]"]
     streamed = "".join(d["choices"][0]["delta"].get("content") or "" for d in deltas if d.get("choices"))
-    assert "Lyon" in streamed and "millions" not in streamed
+    assert "Lyon" in streamed and tell not in streamed
     answer = plain.json()
-    assert "millions" not in answer["answer"] and answer["unsupported"] == final.unsupported
+    assert tell not in answer["answer"] and answer["unsupported"] == [s.model_dump() for s in final.unsupported]
 
 
 def test_questions_are_still_answered_after_a_rebuild(make_settings, embedder) -> None:

@@ -102,7 +102,7 @@ def test_english_sentence_is_attributed_to_the_french_passage(passages, embedder
 def test_unsupported_sentence_is_flagged_and_can_be_dropped(passages, embedder):
     answer = "L'Italie a interdit DeepSeek le 30 janvier. La tour Eiffel mesure trois cent trente mètres de haut."
     kept, events = run_fake_model(answer, passages, embedder)
-    assert kept.unsupported == ["La tour Eiffel mesure trois cent trente mètres de haut."]
+    assert [s.text for s in kept.unsupported] == ["La tour Eiffel mesure trois cent trente mètres de haut."]
     assert "Eiffel" in kept.text and streamed_text(events) == kept.text
     dropped, events = run_fake_model(answer, passages, embedder, drop_unsupported=True)
     assert "Eiffel" not in dropped.text and dropped.unsupported == kept.unsupported
@@ -147,7 +147,8 @@ def test_a_refused_answer_shows_only_the_refusal_and_lists_what_it_withheld(pass
     invented = "L'autorité italienne a infligé une amende de 15 millions d'euros."
     result, events = run_fake_model(invented, passages, embedder, drop_unsupported=True)
     assert result.refused and result.text == REFUSAL and streamed_text(events) == REFUSAL
-    assert result.unsupported == [invented] and result.citations == []
+    assert [s.text for s in result.unsupported] == [invented] and result.citations == []
+    assert result.unsupported[0].verdict == "not_supported"
 
 
 def test_a_verified_claim_is_never_followed_by_the_models_refusal(passages, embedder):

@@ -24,7 +24,7 @@ from rag.evaluation import (
     select_split,
     summarise,
 )
-from rag.schema import Answer, Citation, Passage
+from rag.schema import Answer, Citation, Passage, UnsupportedSentence
 
 FR_EVIDENCE = "La société a été fondée à Hangzhou en juillet 2023 par Liang Wenfeng, qui dirige aussi le fonds."
 EN_EVIDENCE = "The model was trained on 14.8 trillion tokens and the full training took 2.788 million GPU hours."
@@ -318,9 +318,10 @@ def test_contradictory_answers_and_withheld_sentences_left_in_the_text_are_count
         }
     )
     shown = "Launched in January. It cost 6 million. The documents do not say."
+    invented = [UnsupportedSentence(text="It cost 6 million.")]
     answers = [
-        Answer(answer=shown, unsupported=["It cost 6 million."], language="en"),
-        Answer(answer="Launched in January.", unsupported=["It cost 6 million."], language="en"),
+        Answer(answer=shown, unsupported=invented, language="en"),
+        Answer(answer="Launched in January.", unsupported=invented, language="en"),
     ]
     metrics = summarise([score_item(item, answer) for answer in answers])
     assert metrics["contradictory_answers"] == 1 and metrics["unsupported_in_text"] == 1

@@ -16,7 +16,7 @@ import pytest
 from conftest import ANSWER_TIMEOUT_MS, CHROMIUM, REPO, ask_in_page
 
 from rag import launch
-from rag.schema import Answer, Citation
+from rag.schema import Answer, Citation, Support, UnsupportedSentence
 from ui.app import STRINGS, _mark_stopped, render_answer, render_card
 
 DOCS = REPO / "docs"
@@ -71,7 +71,7 @@ def test_answer_markers_become_chips_and_notices_show() -> None:
     answer = Answer(
         answer="Interdit le 30 janvier. [1] Une phrase inventée <script>. [2]",
         citations=[_citation()],
-        unsupported=["Une phrase inventée <script>."],
+        unsupported=[UnsupportedSentence(text="Une phrase inventée <script>.")],
         fallback_reason="local model unavailable",
         generator="extractive",
     )
@@ -85,14 +85,30 @@ def test_answer_markers_become_chips_and_notices_show() -> None:
     assert 'class="refused"' in render_answer(refused.answer, 0, {}, "fr", refused)
 
 
-def test_withheld_sentences_are_counted_never_shown_as_answer_text() -> None:
-    invented = "L'autorité a infligé une amende de 15 millions d'euros."
+def test_withheld_sentences_are_collapsed_never_shown_as_answer_text() -> None:
+    invented = UnsupportedSentence(text="L'autorité a infligé une amende de 15 millions d'euros.")
     refused = Answer(answer="Les documents ne contiennent pas la réponse.", refused=True, unsupported=[invented])
     html = render_answer(refused.answer, 0, {}, "fr", refused)
-    assert "15 millions" not in html and "1 phrase(s) retenue(s)" in html and 'class="refused"' in html
-    answer = Answer(answer="Interdit le 30 janvier. [1]", citations=[_citation()], unsupported=[invented, "Autre."])
+    shown, _, collapsed = html.partition("<details")
+    assert "15 millions" not in shown and 'class="refused"' in shown
+    assert "1 phrase(s) retenue(s)" in collapsed and "15 millions" in collapsed
+    assert "aucun passage ne le dit" in collapsed  # why it was withheld
+    contradicted = UnsupportedSentence(
+        text="Autre.", verdict="contradicted", reason="the source says the opposite (negation)"
+    )
+    answer = Answer(answer="Interdit le 30 janvier. [1]", citations=[_citation()], unsupported=[invented, contradicted])
     html = render_answer(answer.answer, 1, {1: _citation()}, "en", answer)
-    assert "15 millions" not in html and "2 sentence(s) withheld" in html and "unsupported-note" not in html
+    shown, _, collapsed = html.partition("<details")
+    assert "15 millions" not in shown and "unsupported-note" not in html
+    assert "2 sentence(s) withheld" in collapsed and "a source says otherwise" in collapsed
+
+
+def test_source_card_shows_how_the_quote_supports_the_sentence() -> None:
+    assert "supported: the quote states it" in render_card(_citation(), "en")
+    partly = _citation().model_copy(update={"support": Support(verdict="partly", missing=["2025"])})
+    assert "en partie : la citation ne donne pas 2025" in render_card(partly, "fr")
+    differs = _citation().model_copy(update={"support": Support(verdict="differs", reason="gives 12")})
+    assert "differs: this source says otherwise" in render_card(differs, "en")
 
 
 def test_source_card_marks_the_quote_and_offers_more_context() -> None:

@@ -90,7 +90,13 @@ STRINGS: dict[str, dict[str, str]] = {
         "not_in_docs": "Not in the documents",
         "fallback": "Answered by the extractive fallback",
         "unsupported_note": "Underlined sentences are not supported by any retrieved passage.",
-        "withheld_note": "{count} sentence(s) withheld: not supported by the documents.",
+        "withheld_note": "{count} sentence(s) withheld: not supported by the documents — show",
+        "withheld_not_supported": "no passage says it",
+        "withheld_contradicted": "a source says otherwise",
+        "card_support": "Support",
+        "support_supported": "supported: the quote states it",
+        "support_partly": "partly: the quote does not state {missing}",
+        "support_differs": "differs: this source says otherwise",
         "unsupported_title": "Not supported by the documents",
         "understood_as": "Understood as: “{question}”",
         "searching": "Searching the documents…",
@@ -185,7 +191,13 @@ STRINGS: dict[str, dict[str, str]] = {
         "not_in_docs": "Absent des documents",
         "fallback": "Réponse produite par le générateur extractif de secours",
         "unsupported_note": "Les phrases soulignées ne s'appuient sur aucun passage retrouvé.",
-        "withheld_note": "{count} phrase(s) retenue(s) : non étayée(s) par les documents.",
+        "withheld_note": "{count} phrase(s) retenue(s) : non étayée(s) par les documents — afficher",
+        "withheld_not_supported": "aucun passage ne le dit",
+        "withheld_contradicted": "une source dit le contraire",
+        "card_support": "Appui",
+        "support_supported": "étayé : la citation le dit",
+        "support_partly": "en partie : la citation ne donne pas {missing}",
+        "support_differs": "diverge : cette source dit autre chose",
         "unsupported_title": "Non étayé par les documents",
         "understood_as": "Compris comme : « {question} »",
         "searching": "Recherche dans les documents…",
@@ -474,16 +486,18 @@ def render_answer(
     """The assistant message as HTML: text with `[n]` turned into chips that open a source card, plus
     the notices the final answer calls for (refusal, fallback generator, unsupported sentences)."""
     body = html.escape(text, quote=False)
-    underlined = withheld = 0
+    underlined = 0
+    withheld: list[str] = []  # list items: the sentence and why it was held back
     if answer is not None:
         for sentence in answer.unsupported:
-            escaped = html.escape(sentence.strip(), quote=False)
+            escaped = html.escape(sentence.text.strip(), quote=False)
             if escaped and escaped in body:  # shown as written (RAG_DROP_UNSUPPORTED=false): flagged in place
                 span = f'<span class="unsupported" title="{_esc(t(lang, "unsupported_title"))}">{escaped}</span>'
                 body = body.replace(escaped, span, 1)
                 underlined += 1
             elif escaped:
-                withheld += 1
+                why = t(lang, f"withheld_{sentence.verdict}")
+                withheld.append(f"<li><q>{escaped}</q> <small>({_esc(why)})</small></li>")
 
     def chip(match: re.Match[str]) -> str:
         n = int(match.group(1))
@@ -516,9 +530,12 @@ def render_answer(
         parts.append(f'<p class="pending" role="status">{_esc(pending)}</p>')
     if underlined and not answer.refused:
         parts.append(f'<p class="notice unsupported-note" role="note">{_esc(t(lang, "unsupported_note"))}</p>')
-    if withheld:  # never their text: only what the documents support is shown as an answer
-        note = t(lang, "withheld_note", count=withheld)
-        parts.append(f'<p class="notice withheld-note" role="note">{_esc(note)}</p>')
+    if withheld:  # collapsed, never as answer text: only what the documents support is shown as an answer
+        note = t(lang, "withheld_note", count=len(withheld))
+        parts.append(
+            f'<details class="notice withheld-note" role="note"><summary>{_esc(note)}</summary>'
+            f"<ul>{''.join(withheld)}</ul></details>"
+        )
     if answer is not None:
         seconds = answer.timings_ms.total / 1000
         parts.append(f'<p class="meta">{_esc(answer.generator)} · {seconds:.1f} s</p>')
@@ -598,6 +615,11 @@ def render_card(citation: Citation | None, lang: str, context: tuple[str, int] |
     window = (max(0, c.start - CARD_CONTEXT_CHARS - origin), c.end + CARD_CONTEXT_CHARS - origin)
     more = _highlight(more_text, _quote_span(more_text, origin, c), *window)
     page = f"<dt>{_esc(t(lang, 'card_page'))}</dt><dd>{c.page}</dd>" if c.page else ""
+    if c.support.verdict == "partly":
+        support = t(lang, "support_partly", missing=", ".join(c.support.missing))
+    else:
+        support = t(lang, f"support_{c.support.verdict}")
+    page += f'<dt>{_esc(t(lang, "card_support"))}</dt><dd class="support {c.support.verdict}">{_esc(support)}</dd>'
     label = _esc(t(lang, "source_aria", n=c.n, title=c.title))
     return (
         f'<section class="source-card" tabindex="-1" aria-label="{label}">'

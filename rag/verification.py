@@ -1,0 +1,206 @@
+"""The second look at a claim the similarity stage found support for: does the quote say the same thing?
+
+Embeddings see the topic, not the meaning: "DeepSeek is easy to compare" and "DeepSeek est difficilement
+comparable" are close, and so are "Qwen scores 88.5" and a sentence where DeepSeek scores 88.5 beside a Qwen
+figure. `MeaningRules` reads what cosine cannot, in both languages, with reasons a reader can check:
+
+- negation and hedges: the claim and the quote must agree on "not", "never", "hardly", "without", "ne … pas",
+  "difficilement", "sans" (markers of either language are read in either text, so it holds across languages);
+- yes/no answers: "Yes, …" is a claim too, and must agree with the question's own polarity;
+- conditions: a plain "Yes" to a quote that allows it "only if" drops the condition;
+- figures bound to their entity: a figure the quote gives to another name the claim also mentions.
+
+It judges only what it can see; anything else stays with the similarity stage's verdict.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from rag.lexical import fold
+
+Verdict = Literal["supported", "partly", "contradicted", "not_supported"]
+
+
+@dataclass(frozen=True)
+class Check:
+    verdict: Verdict
+    reason: str = ""  # what the verifier saw, in words a reader understands
+
+
+SUPPORTED = Check("supported")
+
+
+class Verifier(Protocol):
+    """Given a claim, the quote (sentence or clause) the similarity stage matched it with, and the question,
+    say whether the quote supports the claim, supports it only in part, or says otherwise."""
+
+    def verify(self, claim: str, quote: str, *, question: str) -> Check: ...
+
+
+class SimilarityOnly:
+    """No second stage: the similarity stage's match is the verdict (the fake for unit tests, and a baseline)."""
+
+    def verify(self, claim: str, quote: str, *, question: str) -> Check:
+        return SUPPORTED
+
+
+# Markers are matched on folded text (no accents, lower case), in both languages whatever the text's language.
+_NEGATION = re.compile(
+    r"\b(?:not|no|never|none|nothing|nobody|neither|nor|without|cannot|unable|impossible|free of|free from|"
+    r"lack|lacks|lacked|lacking|hardly|barely|scarcely|difficult|difficultly|hard to|"
+    r"ne|n'|pas|plus|jamais|rien|aucun|aucune|aucuns|aucunes|sans|ni|guere|personne|"
+    r"difficile|difficiles|difficilement|incapable|incapables|a peine)(?=\W|$)"
+    r"|n't\b"
+)
+# "plus" and "personne" are negations only after "ne": "plus de 100" is "more than 100", "la personne" a person.
+_NE_ONLY = frozenset({"plus", "personne"})
+_NE = re.compile(r"\b(?:ne\s+|n')(?:\S+\s+){0,3}$")
+# "ne … que" is "only", not "not": "il n'a que 10 ans".
+_NE_QUE = re.compile(r"\b(?:ne\s+|n')(?:\S+\s+){0,3}?qu(?:e\b|')")
+# What a negation applies to: the next few content words. Compared by their first five letters, which French
+# and English cognates share ("comparable"/"compare", "acces"/"access", "transfert"/"transfer").
+_SCOPE_WORDS = 3
+_PREFIX = 5
+_NOT_CONTENT = frozenset(
+    "avait avoir etait etre etaient sont peut peuvent pourrait pourraient doit doivent would could should "
+    "might must shall been being have having does doesn't there their which where about avec dans pour entre "
+    "cette celui celle leurs aussi encore toujours always still even yet".split()
+)
+
+
+def _folded(text: str) -> str:
+    return fold(text).replace("’", "'")
+
+
+def _prefixes(words: list[str]) -> set[str]:
+    return {word[:_PREFIX] for word in words if len(word) >= _PREFIX and word not in _NOT_CONTENT}
+
+
+def _negation_scopes(text: str) -> list[set[str]]:
+    """For each negation or hedge in a text, the prefixes of the content words it applies to."""
+    folded = _folded(text)
+    if _NE_QUE.search(folded) and not re.search(r"\b(?:pas|jamais|rien|aucune?|guere)\b", folded):
+        folded = _NE_QUE.sub(" ", folded)
+    scopes = []
+    for match in _NEGATION.finditer(folded):
+        if match.group(0) in _NE_ONLY and not _NE.search(folded[: match.start()]):
+            continue
+        following = re.findall(r"[a-z][a-z'-]*", folded[match.end() :])
+        content = [w for w in following if len(w) >= _PREFIX and w not in _NOT_CONTENT][:_SCOPE_WORDS]
+        scopes.append(_prefixes(content))
+    return scopes
+
+
+def negated(text: str) -> bool:
+    """Whether a text states something as not so (or hardly so): a grammatical negation or a hedge."""
+    return bool(_negation_scopes(text))
+
+
+def opposed(negative: str, positive: str) -> bool:
+    """Whether `negative` denies what `positive` affirms: it holds a negation that applies to words `positive`
+    states too, and `positive` holds no negation at all. A negation elsewhere in the sentence ("…, sans aucune
+    incitation") is about something else and does not count."""
+    if negated(positive):
+        return False
+    stated = _prefixes(re.findall(r"[a-z][a-z'-]*", _folded(positive)))
+    return any(scope & stated for scope in _negation_scopes(negative))
+
+
+_RESTRICTION = re.compile(
+    r"\b(?:only|solely|exclusively|unless|provided that|on condition|subject to|"
+    r"seulement|uniquement|exclusivement|sauf|a condition|a moins|sous reserve)\b"
+)
+_CONDITION = re.compile(
+    r"\b(?:only|if|unless|provided|when|where|under|subject|depending|conditions?|"
+    r"si|seulement|uniquement|sauf|condition|lorsque|quand|sous|selon|dans le cadre)\b"
+)
+_YES_NO = re.compile(r"^\s*(yes|no|oui|non)\b\s*[,.;:!—–-]?\s*", re.IGNORECASE)
+
+# A name the claim can bind a figure to: a word with a capital after its first letter or a digit ("MMLU",
+# "DeepSeek-V3", "GPT-4o", "H800"), or a capitalised word inside the sentence ("Qwen", "Mistral").
+_NAME = re.compile(r"\b[A-Za-zÀ-ÿ][\w.-]*(?:[A-Z]|\d)[\w.-]*|(?<=[^.!?]\s)[A-Z][a-zà-ÿ]{2,}")
+_FIGURE = re.compile(r"(?<![\w.,])\d+(?:[.,]\d+)?(?![\w])")
+# Where one entity's statement ends and another's begins inside a sentence.
+_CLAUSE = re.compile(
+    r"[;,]|\b(?:while|whereas|but|and|against|compared to|versus|vs\.?|alors que|tandis que|mais|et|contre)\b"
+)
+_YEAR = re.compile(r"(?:19|20)\d\d")
+
+
+def split_yes_no(claim: str) -> tuple[str | None, str]:
+    """("yes" or "no", the rest) for an answer that opens with one; (None, claim) otherwise."""
+    match = _YES_NO.match(claim)
+    if not match:
+        return None, claim
+    word = match.group(1).lower()
+    return ("yes" if word in ("yes", "oui") else "no"), claim[match.end() :]
+
+
+def _figures_bound(text: str) -> list[tuple[str, set[str]]]:
+    """Each figure of a text with the names stated in its own clause."""
+    bound = []
+    start = 0
+    pieces = []
+    for match in _CLAUSE.finditer(text):
+        pieces.append(text[start : match.start()])
+        start = match.end()
+    pieces.append(text[start:])
+    for piece in pieces:
+        names = {name.lower() for name in _NAME.findall(piece)}
+        # Years date a statement rather than measure something of the name beside them.
+        figures = [figure for figure in _FIGURE.findall(piece) if not _YEAR.fullmatch(figure)]
+        bound.extend((figure.replace(",", "."), names) for figure in figures)
+    return bound
+
+
+def _same_negation(text: str, other: str) -> bool:
+    """Whether both texts deny the same thing (a negative question and the quote that answers it)."""
+    theirs = _negation_scopes(other)
+    return any(scope & scope_other for scope in _negation_scopes(text) for scope_other in theirs)
+
+
+class MeaningRules:
+    """The rule-based second stage (see the module docstring). Each rule fires only on something it can point
+    at, so a true paraphrase without negations, yes/no, conditions or figures passes untouched."""
+
+    def verify(self, claim: str, quote: str, *, question: str) -> Check:
+        answer, body = split_yes_no(claim)
+        if answer == "yes" and opposed(body, question):
+            return Check("contradicted", "the answer says yes but states the opposite of what was asked")
+        if opposed(quote, body) and not _same_negation(quote, question):
+            # (A negative question, "why did X not …?", is answered without repeating its negation.)
+            return Check("contradicted", "the source says the opposite (negation)")
+        if opposed(body, quote):
+            return Check("contradicted", "the source says the opposite (negation)")
+        if answer == "yes" and _RESTRICTION.search(_folded(quote)) and not _CONDITION.search(_folded(body)):
+            return Check("contradicted", "the source allows it only under a condition the answer leaves out")
+        if "|" not in quote:  # table rows bind figures by column, which a clause cannot show
+            misbound = self._misbound_figure(body, quote)
+            if misbound:
+                return Check("contradicted", f"the source gives {misbound[0]} for {misbound[1]}")
+        return SUPPORTED
+
+    @staticmethod
+    def _misbound_figure(claim: str, quote: str) -> tuple[str, str] | None:
+        """(figure, the name the quote gives it to) when the claim pairs a figure with a name that the quote pairs
+        only with other figures."""
+        quote_names = {name.lower() for name in _NAME.findall(quote)}
+        quote_bound = _figures_bound(quote)
+        for figure, claim_names in _figures_bound(claim):
+            shared = claim_names & quote_names
+            if not shared:
+                continue
+            owners = [names for value, names in quote_bound if value == figure]
+            if not owners:
+                continue
+            # A name of the claim's clause that the quote binds to other figures, never to this one.
+            elsewhere = {name for name in shared if not any(name in names for names in owners)}
+            elsewhere &= {name for value, names in quote_bound if value != figure for name in names}
+            if elsewhere:
+                other = sorted(set().union(*owners) - claim_names) or sorted(set().union(*owners))
+                spelled = {name.lower(): name for name in _NAME.findall(quote)}
+                return figure, spelled.get(other[0], other[0]) if other else "another item"
+        return None

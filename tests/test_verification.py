@@ -1,0 +1,207 @@
+"""The second stage of citation checking (issue 11): each failure mode from a small fixture, first on the rules
+alone, then through the citation streamer with a fake chat model and the real e5 embedder. Each end-to-end case
+also runs with the similarity stage alone, which lets the bad sentence through: the test can fail."""
+
+from __future__ import annotations
+
+import pytest
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage
+
+from rag.citations import Attributor, CitationStreamer, build_passage_sentences
+from rag.generation import ChatGenerator, Excerpt, GenerationRequest
+from rag.schema import Passage
+from rag.verification import MeaningRules, SimilarityOnly, negated
+
+RULES = MeaningRules()
+
+
+@pytest.mark.parametrize(
+    ("claim", "quote", "question"),
+    [
+        # a hedge in the source, the claim states the opposite, across languages
+        ("DeepSeek is easy to compare with other models.", "DeepSeek est difficilement comparable.", "Is it easy?"),
+        # "yes" is a claim: here it contradicts the rest of its own sentence
+        (
+            "Yes, DeepSeek is hardly comparable to other models.",
+            "DeepSeek est difficilement comparable.",
+            "Is it easy to compare DeepSeek?",
+        ),
+        # the claim affirms what the source denies
+        (
+            "DeepSeek had access to the most advanced chips.",
+            "DeepSeek n'avait pas accès aux puces les plus avancées.",
+            "q",
+        ),
+        ("DeepSeek a eu accès aux puces.", "DeepSeek did not have access to the chips.", "q"),
+        # a plain "yes" where the source allows it only under a condition
+        (
+            "Yes, a court judgment may force a transfer of personal data.",
+            "A judgment requiring a transfer may only be recognised if based on an international agreement.",
+            "Can a court judgment force a transfer?",
+        ),
+        # a figure the source gives to another name of the same sentence
+        ("Qwen2.5 scores 88.5 on MMLU.", "On MMLU, DeepSeek-V3 scores 88.5 while Qwen2.5 scores 85.3.", "q"),
+    ],
+)
+def test_rules_see_what_similarity_cannot(claim: str, quote: str, question: str) -> None:
+    assert RULES.verify(claim, quote, question=question).verdict == "contradicted"
+
+
+@pytest.mark.parametrize(
+    ("claim", "quote", "question"),
+    [
+        ("No, DeepSeek is hard to compare with other models.", "DeepSeek est difficilement comparable.", "Is it easy?"),
+        (
+            "DeepSeek had no access to the most advanced chips.",
+            "DeepSeek n'avait pas accès aux puces les plus avancées.",
+            "q",
+        ),
+        # a negative question is answered without repeating its negation
+        (
+            "Because of American export controls.",
+            "sans accès aux puces les plus avancées en raison des contrôles à l'exportation américains",
+            "Pourquoi DeepSeek n'a-t-il pas eu accès aux puces les plus avancées ?",
+        ),
+        # a negation about something else in the quote
+        (
+            "R1 tried to hack the game in 11% of games.",
+            "R1 l'a fait dans 11% des parties, sans aucune incitation.",
+            "q",
+        ),
+        (
+            "Yes, but only if it is based on an international agreement.",
+            "It may only be recognised if based on an international agreement.",
+            "q",
+        ),
+        ("DeepSeek-V3 scores 88.5 on MMLU.", "On MMLU, DeepSeek-V3 scores 88.5 while Qwen2.5 scores 85.3.", "q"),
+        # a year beside a name dates the statement; it is no figure of that name
+        ("France had 8 projects.", "In 2023, France had 8 projects and Germany 5.", "q"),
+        (
+            "The EU failed to build its own AI platform.",
+            "Le bloc n'a pas réussi à créer sa propre plateforme d'IA.",
+            "q",
+        ),
+    ],
+)
+def test_rules_let_true_paraphrases_through(claim: str, quote: str, question: str) -> None:
+    assert RULES.verify(claim, quote, question=question).verdict == "supported"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Il y a plus de 100 modèles.", False),  # "plus de" is "more than"
+        ("Il n'a que 10 ans.", False),  # "ne … que" is "only"
+        ("Il n'est plus là.", True),
+        ("Ce modèle est difficilement comparable.", True),
+        ("It doesn't work.", True),
+        ("La personne a répondu.", False),
+    ],
+)
+def test_negation_markers(text: str, expected: bool) -> None:
+    assert negated(text) is expected
+
+
+# --- through the streamer, with the real embedder -----------------------------------------------------------
+def passage(n: int, chunk_id: str, source: str, language: str, text: str) -> Passage:
+    return Passage(
+        n=n,
+        chunk_id=chunk_id,
+        source=source,
+        title=source,
+        start=0,
+        end=len(text),
+        text=text,
+        score=1.0,
+        language=language,
+    )
+
+
+COMPARE = passage(
+    1, "c1", "article.txt", "fr", "DeepSeek est difficilement comparable aux autres modèles, faute de données publiées."
+)
+SCORES = passage(
+    2, "c2", "report.md", "en", "On MMLU, DeepSeek-V3 scores 88.5 while Qwen2.5 scores 85.3 and Llama-3.1 scores 88.6."
+)
+EU = passage(
+    3,
+    "c3",
+    "article.txt",
+    "fr",
+    "Le bloc n'a pas réussi à créer sa propre plateforme d'IA étant donné l'énorme montant d'investissement "
+    "nécessaire.",
+)
+REFUSAL = "The documents do not contain the answer to this question."
+
+
+def answer_with(answer: str, question: str, embedder, verifier) -> tuple:
+    """`answer` streamed by a fake chat model through the citation streamer (withholding, the default)."""
+    passages = [COMPARE, SCORES, EU]
+    generator = ChatGenerator("fake", GenericFakeChatModel(messages=iter([AIMessage(content=answer)])))
+    sentences = build_passage_sentences(embedder, passages)
+    request = GenerationRequest(question, "en", passages, sentences, embedder.encode([question], "query")[0])
+    request.excerpts = [Excerpt(i, p.text) for i, p in enumerate(passages)]
+    attributor = Attributor(embedder, sentences, question=question, language="en", verifier=verifier)
+    streamer = CitationStreamer(attributor, refusal=REFUSAL, drop_unsupported=True)
+    events = [event for token in generator.stream(request) for event in streamer.feed(token)]
+    events += list(streamer.finish())
+    return streamer.result(), "".join(e.text for e in events if e.type == "token")
+
+
+@pytest.mark.parametrize(
+    ("bad", "question"),
+    [
+        ("Yes, DeepSeek is easy to compare with other models.", "Is DeepSeek easy to compare with other models?"),
+        ("Qwen2.5 scores 88.5 on MMLU.", "What does Qwen2.5 score on MMLU?"),
+    ],
+    ids=["negation", "figure-of-another-name"],
+)
+def test_a_contradicted_sentence_is_withheld_with_its_reason(embedder, bad: str, question: str) -> None:
+    result, streamed = answer_with(bad, question, embedder, MeaningRules())
+    assert result.refused and streamed == result.text == REFUSAL  # no claim beside the refusal
+    assert [(s.text, s.verdict) for s in result.unsupported] == [(bad, "contradicted")]
+    assert result.unsupported[0].reason
+    # The similarity stage alone cites it: only the second stage keeps it from the reader.
+    baseline, _ = answer_with(bad, question, embedder, SimilarityOnly())
+    assert not baseline.refused and baseline.citations
+
+
+def test_a_true_sentence_beside_a_contradicted_one_is_kept_and_cited(embedder) -> None:
+    answer = "DeepSeek-V3 scores 88.5 on MMLU. Qwen2.5 scores 88.5 on MMLU."
+    result, streamed = answer_with(answer, "What do the models score on MMLU?", embedder, MeaningRules())
+    assert streamed == result.text and result.text.startswith("DeepSeek-V3 scores 88.5 on MMLU.")
+    assert "Qwen2.5 scores 88.5" not in result.text and not result.refused
+    assert [c.source for c in result.citations] == ["report.md"]
+    assert result.citations[0].support.verdict == "supported" and result.citations[0].support.score > 0.7
+
+
+def test_a_cross_language_paraphrase_is_supported(embedder) -> None:
+    """An English answer drawn from French text: almost no shared words, the meaning is the same."""
+    claim = "The EU failed to build its own AI platform because of the huge investment required."
+    result, streamed = answer_with(claim, "Why has the EU no AI platform of its own?", embedder, MeaningRules())
+    assert not result.refused and result.unsupported == [] and streamed.startswith(claim)
+    assert [c.chunk_id for c in result.citations] == ["c3"]
+
+
+FAQ = passage(
+    1, "f1", "faq.md", "fr", "L'entraînement de DeepSeek-R1 a coûté 5,6 millions de dollars, selon l'entreprise."
+)
+NEWS = passage(2, "n1", "news.md", "en", "Training DeepSeek-R1 cost about 12 million dollars, according to analysts.")
+
+
+def test_two_sources_that_differ_are_both_cited_and_the_answer_says_so(embedder) -> None:
+    question = "How much did training DeepSeek-R1 cost?"
+    passages = [FAQ, NEWS]
+    sentences = build_passage_sentences(embedder, passages)
+    attributor = Attributor(embedder, sentences, question=question, language="en")
+    streamer = CitationStreamer(
+        attributor, refusal=REFUSAL, drop_unsupported=True, conflict_note="The sources differ on this point"
+    )
+    events = list(streamer.feed("Training DeepSeek-R1 cost 5.6 million dollars.")) + list(streamer.finish())
+    result = streamer.result()
+    assert "".join(e.text for e in events if e.type == "token") == result.text
+    assert result.text == "Training DeepSeek-R1 cost 5.6 million dollars. [1] The sources differ on this point [2]."
+    first, second = result.citations
+    assert (first.source, first.support.verdict) == ("faq.md", "supported")
+    assert (second.source, second.support.verdict, second.support.reason) == ("news.md", "differs", "gives 12")
