@@ -24,7 +24,7 @@ from index.chunking import split_sentences
 from rag.language import CROSS_LANGUAGE_GAP, Language, detect_language
 from rag.lexical import analyze
 from rag.schema import Citation, Passage, StreamEvent, Support, UnsupportedSentence
-from rag.verification import SUPPORTED, Check, MeaningRules, Verifier
+from rag.verification import SUPPORTED, Check, MeaningRules, Verifier, split_yes_no
 
 # "[1]", "[1, 2]", "[1][3]", "[Passage 2]", "[source 1]" as models write them.
 _MARKER = re.compile(r"\s*\[(?:passage|source|doc(?:ument)?)?\s*(\d+(?:\s*[,;]\s*\d+)*)\]", re.IGNORECASE)
@@ -363,7 +363,9 @@ class Attributor:
         # a sentence on "2.664M GPU hours", however alike the two read to the embeddings.
         stating = {i for i, numbers in enumerate(self._passage_numbers) if figures <= numbers} if figures else set()
         # Both sides as passages: a claim and the sentence that states it are alike, not question and answer.
-        vector = self._encoder.encode([claim], "passage")[0]
+        # A leading "Yes,"/"Non," is no content a passage states (the verifier checks it against the question).
+        _, stated = split_yes_no(claim)
+        vector = self._encoder.encode([stated if len(stated.split()) >= config.min_words else claim], "passage")[0]
         answer_tokens = set(words)
         # The question's own terms, restated in the claim, must be in the passage too (same language: across
         # languages words cannot be compared): "the intelligence law obliges DeepSeek to cooperate with the

@@ -122,7 +122,8 @@ _YES_NO = re.compile(r"^\s*(yes|no|oui|non)\b\s*[,.;:!—–-]?\s*", re.IGNORECA
 # A name the claim can bind a figure to: a word with a capital after its first letter or a digit ("MMLU",
 # "DeepSeek-V3", "GPT-4o", "H800"), or a capitalised word inside the sentence ("Qwen", "Mistral").
 _NAME = re.compile(r"\b[A-Za-zÀ-ÿ][\w.-]*(?:[A-Z]|\d)[\w.-]*|(?<=[^.!?]\s)[A-Z][a-zà-ÿ]{2,}")
-_FIGURE = re.compile(r"(?<![\w.,])\d+(?:[.,]\d+)?(?![\w])")
+# Digits inside identifiers ("pass@1", "o1-0912", "R1") are part of a name, not a figure.
+_FIGURE = re.compile(r"(?<![\w.,@-])\d+(?:[.,]\d+)?(?![\w@-])")
 # Where one entity's statement ends and another's begins inside a sentence.
 _CLAUSE = re.compile(
     r"[;,]|\b(?:while|whereas|but|and|against|compared to|versus|vs\.?|alors que|tandis que|mais|et|contre)\b"

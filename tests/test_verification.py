@@ -82,6 +82,12 @@ def test_rules_see_what_similarity_cannot(claim: str, quote: str, question: str)
             "Le bloc n'a pas réussi à créer sa propre plateforme d'IA.",
             "q",
         ),
+        # digits inside identifiers ("pass@1", "o1-0912") are names, not figures bound to a name
+        (
+            "The AIME 2024 pass@1 of R1-Zero climbs from 15.6% to 71.0%.",
+            "The pass@1 score on AIME 2024 shows an increase, from 15.6% to 71.0%, close to OpenAI-o1-0912.",
+            "q",
+        ),
     ],
 )
 def test_rules_let_true_paraphrases_through(claim: str, quote: str, question: str) -> None:
