@@ -69,9 +69,21 @@ _FRAME_WORDS = frozenset(
 
 
 def claim_of(sentence: str) -> str:
-    """The sentence without a leading reporting frame (unchanged when it has none or is only a frame)."""
+    """The sentence without a leading reporting frame (unchanged when it has none or is only a frame); after a
+    leading yes/no too ("Oui, le document 1 affirme que …")."""
+    answer, rest = split_yes_no(sentence)
+    if answer:
+        stated = claim_of(rest)
+        return sentence[: len(sentence) - len(rest)] + stated if stated != rest else sentence
     claim = _REPORTING_FRAME.sub("", sentence, count=1)
     return claim[:1].upper() + claim[1:] if claim.strip() else sentence
+
+
+# "document 1", "le passage 2", "source 3": the prompt's numbering, which the model often cites in its text. They
+# are positions, not figures a passage has to state.
+_PROMPT_REFERENCE = re.compile(
+    r"\b(?:documents?|passages?|sources?|extraits?|excerpts?)\s+\d+(?:\s*(?:,|and|et)\s*\d+)*", re.IGNORECASE
+)
 
 
 class SentenceEncoder(Protocol):
@@ -354,7 +366,7 @@ class Attributor:
         words = analyze(claim)
         if len(claim.split()) < config.min_words or not words or not self._sentences:
             return SentenceAttribution(sentence, supported=True)
-        figures = {n for n in _numbers(claim) if not _YEAR.fullmatch(n)}
+        figures = {n for n in _numbers(_PROMPT_REFERENCE.sub(" ", claim)) if not _YEAR.fullmatch(n)}
         if not figures <= self._context_numbers:
             # A figure none of the passages states is invented, however close the wording. Years are let
             # through: dating a passage's event from another passage is the model's most common inference.
@@ -396,7 +408,9 @@ class Attributor:
             (other_figures if stating and index not in stating else scored).append(candidate)
         supporting, contradicting = [], []
         for candidate in sorted(scored, reverse=True):
-            check = self.verifier.verify(claim, self._unit_text(candidate), question=self._question)
+            check = self.verifier.verify(
+                _PROMPT_REFERENCE.sub(" ", claim), self._unit_text(candidate), question=self._question
+            )
             if check.verdict == "contradicted":
                 contradicting.append((candidate, check))
             else:

@@ -11,6 +11,7 @@ from typing import ClassVar
 import pytest
 from conftest import REPO
 
+from rag.evaluation import claims_beside_refusal
 from rag.generation import REFUSALS
 from rag.language import detect_language
 from rag.service import RagService
@@ -48,10 +49,25 @@ def local_or_skip(service: RagService):
     return generator
 
 
+def ask_streamed(service: RagService, question: str):
+    """The final answer, after checking what was streamed: only verified text (issue 11), equal to the answer,
+    no withheld sentence in it, never a claim beside the refusal."""
+    streamed, answer = "", None
+    for event in service.ask_stream(question):
+        if event.type == "token":
+            streamed += event.text
+        elif event.type == "final":
+            answer = event.answer
+    assert answer is not None and streamed == answer.answer
+    assert not claims_beside_refusal(answer.answer)
+    assert not any(s.text.strip() and s.text.strip() in answer.answer for s in answer.unsupported)
+    return answer
+
+
 @pytest.mark.slow
 def test_local_model_answers_a_french_question_with_verified_citations(article_service):
     local_or_skip(article_service)
-    answer = article_service.ask("Pourquoi l'Italie a-t-elle interdit DeepSeek ?")
+    answer = ask_streamed(article_service, "Pourquoi l'Italie a-t-elle interdit DeepSeek ?")
     assert answer.generator == "local" and not answer.refused
     assert answer.language == "fr" and detect_language(answer.answer) == "fr"
     assert "transfert" in answer.answer.lower()
@@ -65,7 +81,7 @@ def test_local_model_answers_a_french_question_with_verified_citations(article_s
 @pytest.mark.slow
 def test_local_model_answers_in_english_about_the_french_article(article_service):
     local_or_skip(article_service)
-    answer = article_service.ask("According to the article, when did Italy ban DeepSeek?")
+    answer = ask_streamed(article_service, "According to the article, when did Italy ban DeepSeek?")
     assert answer.language == "en"
     assert detect_language(answer.answer) == "en"  # the answer language holds over French passages
     if not answer.refused:  # a 1.5B model may add a figure no passage states: verification then refuses
