@@ -270,7 +270,7 @@ def test_a_claim_restating_the_question_needs_its_terms_in_the_passage(embedder)
 
 
 def test_the_prompts_numbering_in_the_answer_is_no_invented_figure(passages, embedder):
-    """"… selon le document 1" names a position in the prompt, not a figure a passage has to state."""
+    """ "… selon le document 1" names a position in the prompt, not a figure a passage has to state."""
     answer = "Oui, le document 1 affirme que l'Italie a interdit DeepSeek pour des raisons de transfert de données."
     result, _ = run_fake_model(answer, passages, embedder, drop_unsupported=True)
     assert not result.refused and [c.chunk_id for c in result.citations] == ["c1"]
