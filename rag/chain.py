@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 from langchain_core.runnables import RunnableLambda, RunnablePassthrough
@@ -135,6 +135,7 @@ class AnswerChain:
             standalone_question=state["standalone"] if state["standalone"] != question else None,
         )
         generate_started = time.perf_counter()
+        verifying = _Stopwatch()  # the time spent checking sentences, apart from the model's
         if not passages or max(p.similarity for p in passages) < self.min_similarity:
             # Nothing relevant: say so without asking a generator to make something up.
             answer.answer, answer.refused, answer.passages = REFUSALS[language], True, []
@@ -171,28 +172,33 @@ class AnswerChain:
             # Generation starts: an empty token says so, so a front end can show that the answer is being checked
             # and an HTTP stream can send its headers now (withholding, the first sentence may come much later).
             yield StreamEvent(type="token", text="")
-            verify_s = 0.0
             for token in generator.stream(request):
-                started_verify = time.perf_counter()
-                events = list(streamer.feed(token))
-                verify_s += time.perf_counter() - started_verify
-                yield from events
-            started_verify = time.perf_counter()
-            events = list(streamer.finish())
-            verify_s += time.perf_counter() - started_verify
-            yield from events
+                yield from verifying.timed(streamer.feed(token))
+            yield from verifying.timed(streamer.finish())
             cited = streamer.result()
-            answer.timings_ms.verify = round(verify_s * 1000, 1)
             answer.answer, answer.citations = cited.text, cited.citations
             answer.unsupported, answer.refused = cited.unsupported, cited.refused
         answer.timings_ms = Timings(
             translate=state["translate_ms"],
             retrieve=state["retrieve_ms"],
             generate=_ms(generate_started),
-            verify=answer.timings_ms.verify,
+            verify=round(verifying.seconds * 1000, 1),
             total=_ms(started),
         )
         yield StreamEvent(type="final", answer=answer)
+
+
+class _Stopwatch:
+    """Adds up the time spent producing events, so a step's cost is told apart from the tokens it waits for."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def timed(self, events: Iterable[StreamEvent]) -> list[StreamEvent]:
+        started = time.perf_counter()
+        done = list(events)
+        self.seconds += time.perf_counter() - started
+        return done
 
 
 def _ms(since: float) -> float:

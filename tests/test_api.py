@@ -634,6 +634,7 @@ def test_no_unverified_sentence_is_ever_sent_by_any_endpoint(make_settings, embe
     final = Answer.model_validate_json(next(data for name, data in events if name == "final"))
     assert "Lyon" in final.answer and tell not in final.answer and not final.refused
     assert [(s.text, s.verdict) for s in final.unsupported] == [(bad, verdict)]
+    assert 0 < final.timings_ms.verify < final.timings_ms.generate  # the verifier's own cost, apart
     deltas = [json.loads(data) for _, data in chunks if data != "[DONE]"]
     streamed = "".join(d["choices"][0]["delta"].get("content") or "" for d in deltas if d.get("choices"))
     assert "Lyon" in streamed and tell not in streamed
