@@ -6,7 +6,7 @@ figure. `MeaningRules` reads what cosine cannot, in both languages, with reasons
 
 - negation and hedges: the claim and the quote must agree on "not", "never", "hardly", "without", "ne … pas",
   "difficilement", "sans" (markers of either language are read in either text, so it holds across languages);
-- yes/no answers: "Yes, …" is a claim too, and must agree with the question's own polarity;
+- yes/no answers: "Yes, …" is a claim too, and must not state the opposite of what was asked;
 - conditions: a plain "Yes" to a quote that allows it "only if" drops the condition;
 - figures bound to their entity: a figure the quote gives to another name the claim also mentions.
 
@@ -21,7 +21,8 @@ from typing import Literal, Protocol
 
 from rag.lexical import fold
 
-Verdict = Literal["supported", "partly", "contradicted", "not_supported"]
+# "not_supported" is the similarity stage's (no passage matched); a verifier says "supported" or "contradicted".
+Verdict = Literal["supported", "contradicted", "not_supported"]
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ SUPPORTED = Check("supported")
 
 class Verifier(Protocol):
     """Given a claim, the quote (sentence or clause) the similarity stage matched it with, and the question,
-    say whether the quote supports the claim, supports it only in part, or says otherwise."""
+    say whether the quote supports the claim or says otherwise, and why."""
 
     def verify(self, claim: str, quote: str, *, question: str) -> Check: ...
 
