@@ -228,32 +228,32 @@ _SCALES = {
     "euro": "€",
     "eur": "€",
 }
-_FIGURE_KIND = re.compile(
-    r"(?<![\w.,])(?<![^\W\d_]-)(\d+(?:[ \u00a0\u202f.,]\d{3})*(?:[.,]\d+)?)\s*(%|[^\W\d_]+)?", re.IGNORECASE
-)
+_FIGURE_KIND = re.compile(rf"({_NUMBER.pattern})\s*(%|[^\W\d_]+)?", re.IGNORECASE)
+
+
+def _fold_figure(figure: str) -> str:
+    """A figure without thousands separators and decimal marks ("100 000" = "100,000" = "100000")."""
+    return re.sub(r"[ \u00a0\u202f.,]", "", figure)
 
 
 def _figure_kinds(text: str) -> dict[str, str]:
-    """Figures of a text (folded as in `_numbers`) that say what they count, with that kind."""
+    """Figures of a text (folded) that say what they count, with that kind."""
     kinds = {}
     for value, word in _FIGURE_KIND.findall(text):
         kind = _SCALES.get((word or "").lower())
         if kind and not _YEAR.fullmatch(value):
-            kinds[re.sub(r"[ \u00a0\u202f.,]", "", value)] = kind
+            kinds[_fold_figure(value)] = kind
     return kinds
 
 
 def _numbers(text: str) -> set[str]:
-    """Figures in a text, with thousands separators and decimal marks folded ("100 000" = "100,000")."""
-    return {re.sub(r"[ \u00a0\u202f.,]", "", match) for match in _NUMBER.findall(text)}
+    """Figures in a text, folded."""
+    return {_fold_figure(match) for match in _NUMBER.findall(text)}
 
 
 def _display_number(text: str, folded: str) -> str:
     """The figure as `text` writes it ("5,576"), from its folded form ("5576")."""
-    for match in _NUMBER.finditer(text):
-        if re.sub(r"[ \u00a0\u202f.,]", "", match.group(0)) == folded:
-            return match.group(0)
-    return folded
+    return next((m.group(0) for m in _NUMBER.finditer(text) if _fold_figure(m.group(0)) == folded), folded)
 
 
 def strip_markers(text: str) -> tuple[str, set[int]]:
@@ -366,7 +366,8 @@ class Attributor:
         words = analyze(claim)
         if len(claim.split()) < config.min_words or not words or not self._sentences:
             return SentenceAttribution(sentence, supported=True)
-        figures = {n for n in _numbers(_PROMPT_REFERENCE.sub(" ", claim)) if not _YEAR.fullmatch(n)}
+        checked = _PROMPT_REFERENCE.sub(" ", claim)  # what the figure rules and the verifier read
+        figures = {n for n in _numbers(checked) if not _YEAR.fullmatch(n)}
         if not figures <= self._context_numbers:
             # A figure none of the passages states is invented, however close the wording. Years are let
             # through: dating a passage's event from another passage is the model's most common inference.
@@ -408,9 +409,7 @@ class Attributor:
             (other_figures if stating and index not in stating else scored).append(candidate)
         supporting, contradicting = [], []
         for candidate in sorted(scored, reverse=True):
-            check = self.verifier.verify(
-                _PROMPT_REFERENCE.sub(" ", claim), self._unit_text(candidate), question=self._question
-            )
+            check = self.verifier.verify(checked, self._unit_text(candidate), question=self._question)
             if check.verdict == "contradicted":
                 contradicting.append((candidate, check))
             else:
@@ -459,10 +458,11 @@ class Attributor:
         claim_kinds = _figure_kinds(claim)
         found: list[tuple[_Candidate, str]] = [(c, check.reason) for c, check in contradicting]
         for candidate in sorted(other_figures, reverse=True):
-            theirs = _figure_kinds(self._unit_text(candidate))
+            quote = self._unit_text(candidate)
+            theirs = _figure_kinds(quote)
             differing = [value for value, kind in theirs.items() if kind in claim_kinds.values()]
             if differing and not set(claim_kinds) & set(theirs):
-                found.append((candidate, f"gives {_display_number(self._unit_text(candidate), differing[0])}"))
+                found.append((candidate, f"gives {_display_number(quote, differing[0])}"))
         for (_, score, index, unit), reason in found:
             if self.passages[index].source in cited_sources:
                 continue

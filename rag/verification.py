@@ -189,7 +189,8 @@ class MeaningRules:
     def _misbound_figure(claim: str, quote: str) -> tuple[str, str] | None:
         """(figure, the name the quote gives it to) when the claim pairs a figure with a name that the quote pairs
         only with other figures."""
-        quote_names = {name.lower() for name in _NAME.findall(quote)}
+        spelled = {name.lower(): name for name in _NAME.findall(quote)}  # as the quote writes each name
+        quote_names = set(spelled)
         quote_bound = _figures_bound(quote)
         for figure, claim_names in _figures_bound(claim):
             shared = claim_names & quote_names
@@ -203,6 +204,5 @@ class MeaningRules:
             elsewhere &= {name for value, names in quote_bound if value != figure for name in names}
             if elsewhere:
                 other = sorted(set().union(*owners) - claim_names) or sorted(set().union(*owners))
-                spelled = {name.lower(): name for name in _NAME.findall(quote)}
                 return figure, spelled.get(other[0], other[0]) if other else "another item"
         return None

@@ -615,16 +615,15 @@ def render_card(citation: Citation | None, lang: str, context: tuple[str, int] |
     window = (max(0, c.start - CARD_CONTEXT_CHARS - origin), c.end + CARD_CONTEXT_CHARS - origin)
     more = _highlight(more_text, _quote_span(more_text, origin, c), *window)
     page = f"<dt>{_esc(t(lang, 'card_page'))}</dt><dd>{c.page}</dd>" if c.page else ""
-    if c.support.verdict == "partly":
-        support = t(lang, "support_partly", missing=", ".join(c.support.missing))
-    else:
-        support = t(lang, f"support_{c.support.verdict}")
-    page += f'<dt>{_esc(t(lang, "card_support"))}</dt><dd class="support {c.support.verdict}">{_esc(support)}</dd>'
+    support = t(lang, f"support_{c.support.verdict}", missing=", ".join(c.support.missing))
+    support_row = (
+        f'<dt>{_esc(t(lang, "card_support"))}</dt><dd class="support {c.support.verdict}">{_esc(support)}</dd>'
+    )
     label = _esc(t(lang, "source_aria", n=c.n, title=c.title))
     return (
         f'<section class="source-card" tabindex="-1" aria-label="{label}">'
         f'<h2><span class="cite-chip" aria-hidden="true">{c.n}</span>{_esc(c.title)}</h2>'
-        f"<dl><dt>{_esc(t(lang, 'card_file'))}</dt><dd>{_esc(c.source)}</dd>{page}</dl>"
+        f"<dl><dt>{_esc(t(lang, 'card_file'))}</dt><dd>{_esc(c.source)}</dd>{page}{support_row}</dl>"
         f'<blockquote aria-label="{_esc(t(lang, "card_quote"))}">{excerpt}</blockquote>'
         f"<details><summary>{_esc(t(lang, 'card_more'))}</summary>"
         f'<div class="context">{more}</div></details>'
