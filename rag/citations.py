@@ -196,6 +196,34 @@ class SentenceAttribution:
 
 _NO_PASSAGE = Check("not_supported")
 _INVENTED_FIGURE = Check("not_supported", "a figure no passage states")
+_INVENTED_YEAR = Check("not_supported", "a year neither the passages nor the question state")
+
+
+# Names that read the same in French and English, so a passage can be asked to state them whatever its language:
+# versioned names (a word starting with a letter that holds a digit: "H100", "Qwen2.5", the "V3" of "DeepSeek-V3")
+# and CamelCase ones ("DeepSeek", "OpenAI"). Pieces are cut at anything but letters, digits and a version's dot.
+_NAME_PIECE = re.compile(r"[^\W_]+(?:\.\d+)*")
+_VERSIONED = re.compile(r"[^\W\d_][^\W_]*\d")
+_CAMEL = re.compile(r"[a-z][A-Z]")
+
+
+def name_pieces(text: str) -> set[str]:
+    """The text's pieces, lower-cased, as `grounded_names` compares them."""
+    return {piece.lower() for piece in _NAME_PIECE.findall(text)}
+
+
+def grounded_names(claim: str, question: str) -> dict[str, str]:
+    """The names of a claim that a passage supporting it must state: every versioned name ("H100" is not
+    "H800", "Qwen2" is not "Qwen2.5": the near miss is the model's typical slip), and the CamelCase names the
+    question does not already give (a claim may restate the question's subject about a passage that only
+    implies it). Lower-cased, each with its spelling in the claim."""
+    asked = name_pieces(question)
+    names = {}
+    for piece in _NAME_PIECE.findall(claim):
+        lowered = piece.lower()
+        if _VERSIONED.match(piece) or (_CAMEL.search(piece) and lowered not in asked):
+            names[lowered] = piece
+    return names
 
 
 # Figures, not digits inside names: "R1", "V3", "H800" and "DeepSeek-R1" are identifiers.
@@ -336,6 +364,10 @@ class Attributor:
         self.passages = [item.passage for item in self._sentences]
         self._passage_numbers = [_numbers(p.text) for p in self.passages]
         self._context_numbers = set().union(*self._passage_numbers)
+        # What each passage names, with where it comes from (a report's title names the model its text calls "we").
+        self._passage_names = [
+            name_pieces(" ".join((p.text, p.title, p.heading_path, p.source))) for p in self.passages
+        ]
 
     @classmethod
     def for_passages(cls, encoder: SentenceEncoder, passages: Sequence[Passage], config=None) -> Attributor:
@@ -367,11 +399,16 @@ class Attributor:
         if len(claim.split()) < config.min_words or not words or not self._sentences:
             return SentenceAttribution(sentence, supported=True)
         checked = _PROMPT_REFERENCE.sub(" ", claim)  # what the figure rules and the verifier read
-        figures = {n for n in _numbers(checked) if not _YEAR.fullmatch(n)}
+        numbers = _numbers(checked)
+        figures = {n for n in numbers if not _YEAR.fullmatch(n)}
         if not figures <= self._context_numbers:
-            # A figure none of the passages states is invented, however close the wording. Years are let
-            # through: dating a passage's event from another passage is the model's most common inference.
+            # A figure none of the passages states is invented, however close the wording.
             return SentenceAttribution(sentence, supported=False, check=_INVENTED_FIGURE)
+        if not numbers - figures <= self._context_numbers | _numbers(self._question):
+            # A year may come from another passage than the one cited (dating a passage's event from another
+            # passage is the model's most common inference), but not from nowhere.
+            return SentenceAttribution(sentence, supported=False, check=_INVENTED_YEAR)
+        names = grounded_names(checked, self._question)
         # A figure is cited to a passage that states it, when one does: "2.788M GPU hours" is not supported by
         # a sentence on "2.664M GPU hours", however alike the two read to the embeddings.
         stating = {i for i, numbers in enumerate(self._passage_numbers) if figures <= numbers} if figures else set()
@@ -388,6 +425,7 @@ class Attributor:
         echo_checked = len(echoed) >= config.echo_min_terms
         scored: list[_Candidate] = []
         other_figures: list[_Candidate] = []  # alike, in a passage that does not state the claim's figures
+        unnamed: set[str] = set()  # names of the claim that a passage it reads like does not state
         for index, units in enumerate(self._comparison_units()):
             lacks_echo = echo_checked and not units.cross_language
             lacks_echo = lacks_echo and len(echoed & units.passage_tokens) < config.echo_found * len(echoed)
@@ -403,6 +441,11 @@ class Attributor:
                 passes |= similarity >= config.cross_language_similarity
             if not passes.any():
                 continue
+            if not names.keys() <= self._passage_names[index]:
+                # "The leasing cost of an H100 is $2 an hour" is not what a passage on the H800 says, however
+                # alike the two read.
+                unnamed |= {names[name] for name in names.keys() - self._passage_names[index]}
+                continue
             best = int(np.argmax(np.where(passes, combined, -np.inf)))
             handicap = (1 - config.lexical_weight) * CROSS_LANGUAGE_GAP if units.cross_language else 0.0
             candidate = (float(combined[best]) + handicap, float(combined[best]), index, best)
@@ -415,7 +458,12 @@ class Attributor:
             else:
                 supporting.append(candidate)
         if not supporting:
-            check = contradicting[0][1] if contradicting else _NO_PASSAGE
+            if contradicting:
+                check = contradicting[0][1]
+            elif unnamed:
+                check = Check("not_supported", f"no passage speaks of {', '.join(sorted(unnamed))}")
+            else:
+                check = _NO_PASSAGE
             return SentenceAttribution(sentence, supported=False, check=check)
         chosen = supporting[:1]
         if len(supporting) > 1 and supporting[1][0] >= supporting[0][0] - config.second_margin:

@@ -6,6 +6,7 @@ figure. `MeaningRules` reads what cosine cannot, in both languages, with reasons
 
 - negation and hedges: the claim and the quote must agree on "not", "never", "hardly", "without", "ne … pas",
   "difficilement", "sans" (markers of either language are read in either text, so it holds across languages);
+- comparisons: "consumes more energy" and "consomme beaucoup moins d'énergie" point opposite ways;
 - yes/no answers: "Yes, …" is a claim too, and must not state the opposite of what was asked;
 - conditions: a plain "Yes" to a quote that allows it "only if" drops the condition;
 - figures bound to their entity: a figure the quote gives to another name the claim also mentions.
@@ -158,6 +159,45 @@ def _figures_bound(text: str) -> list[tuple[str, set[str]]]:
     return bound
 
 
+# Comparisons, by the way they point: "more energy" against "moins d'énergie". "plus"/"moins" in fixed phrases
+# ("de plus" = moreover, "au moins" = at least, "à moins" = unless) compare nothing.
+_MORE = frozenset(
+    "more greater higher larger bigger increase increased increases davantage superieur superieure "
+    "superieurs superieures plus".split()
+)
+_LESS = frozenset(
+    "less fewer lower smaller decrease decreased decreases reduce reduced moins inferieur inferieure "
+    "inferieurs inferieures".split()
+)
+_NOT_COMPARING = re.compile(r"\b(?:de|en|non|au|du|a|le|la|les|not|no|ne|n'|pas)\s+$")
+_ELISION = re.compile(r"^(?:[lcdjmnst]|qu|jusqu|lorsqu|puisqu)'")
+
+
+def _comparisons(text: str) -> set[tuple[str, str]]:
+    """("more" or "less", the prefix of the word compared) for each comparison of a text: the first content word
+    after the marker, read without its elision ("moins d'énergie" compares "energ")."""
+    folded = _folded(text)
+    found = set()
+    for match in re.finditer(r"[a-z][a-z'-]*", folded):
+        word = match.group(0)
+        direction = "more" if word in _MORE else "less" if word in _LESS else None
+        if direction is None or _NOT_COMPARING.search(folded[max(0, match.start() - 8) : match.start()]):
+            continue
+        for following in re.findall(r"[a-z][a-z'-]*", folded[match.end() : match.end() + 60]):
+            following = _ELISION.sub("", following)
+            if len(following) >= _PREFIX and following not in _NOT_CONTENT and following not in _MORE | _LESS:
+                found.add((direction, following[:_PREFIX]))
+                break
+    return found
+
+
+def reversed_comparison(claim: str, other: str) -> bool:
+    """Whether `other` compares a thing the claim compares, the other way, and never the claim's way."""
+    theirs = _comparisons(other)
+    flip = {"more": "less", "less": "more"}
+    return any((flip[way], word) in theirs and (way, word) not in theirs for way, word in _comparisons(claim))
+
+
 def _same_negation(text: str, other: str) -> bool:
     """Whether both texts deny the same thing (a negative question and the quote that answers it)."""
     theirs = _negation_scopes(other)
@@ -170,13 +210,15 @@ class MeaningRules:
 
     def verify(self, claim: str, quote: str, *, question: str) -> Check:
         answer, body = split_yes_no(claim)
-        if answer == "yes" and opposed(body, question):
+        if answer == "yes" and (opposed(body, question) or reversed_comparison(body, question)):
             return Check("contradicted", "the answer says yes but states the opposite of what was asked")
         if opposed(quote, body) and not _same_negation(quote, question):
             # (A negative question, "why did X not …?", is answered without repeating its negation.)
             return Check("contradicted", "the source says the opposite (negation)")
         if opposed(body, quote):
             return Check("contradicted", "the source says the opposite (negation)")
+        if reversed_comparison(body, quote):
+            return Check("contradicted", "the source compares the other way (more/less)")
         if answer == "yes" and _RESTRICTION.search(_folded(quote)) and not _CONDITION.search(_folded(body)):
             return Check("contradicted", "the source allows it only under a condition the answer leaves out")
         if "|" not in quote:  # table rows bind figures by column, which a clause cannot show

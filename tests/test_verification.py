@@ -8,7 +8,7 @@ import pytest
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
-from rag.citations import Attributor, CitationStreamer, build_passage_sentences
+from rag.citations import Attributor, CitationStreamer, build_passage_sentences, grounded_names
 from rag.generation import ChatGenerator, Excerpt, GenerationRequest
 from rag.schema import Passage
 from rag.verification import MeaningRules, SimilarityOnly, negated
@@ -42,6 +42,13 @@ RULES = MeaningRules()
         ),
         # a figure the source gives to another name of the same sentence
         ("Qwen2.5 scores 88.5 on MMLU.", "On MMLU, DeepSeek-V3 scores 88.5 while Qwen2.5 scores 85.3.", "q"),
+        # a comparison the source makes the other way, across languages
+        (
+            "Oui, R1 consomme davantage d'énergie que ses concurrents américains.",
+            "R1 appears to consume much less energy than its American competitors.",
+            "Est-ce que R1 consomme davantage d'énergie ?",
+        ),
+        ("Yes, R1 uses less energy.", "R1 uses less energy.", "Does R1 use more energy than its rivals?"),
     ],
 )
 def test_rules_see_what_similarity_cannot(claim: str, quote: str, question: str) -> None:
@@ -88,6 +95,11 @@ def test_rules_see_what_similarity_cannot(claim: str, quote: str, question: str)
             "The pass@1 score on AIME 2024 shows an increase, from 15.6% to 71.0%, close to OpenAI-o1-0912.",
             "q",
         ),
+        # comparisons the same way, or about different things, or fixed phrases that compare nothing
+        ("It gives higher throughput and lower latency.", "Its goals: higher throughput and lower latency.", "q"),
+        ("R1 uses much less energy.", "R1 consomme beaucoup moins d'énergie.", "Does R1 use more energy?"),
+        ("De plus, l'énergie consommée par R1 est faible.", "R1 consomme moins d'énergie.", "q"),  # moreover
+        ("R1 consomme au moins un peu d'énergie.", "R1 consumes more energy than before.", "q"),  # at least
     ],
 )
 def test_rules_let_true_paraphrases_through(claim: str, quote: str, question: str) -> None:
@@ -211,3 +223,59 @@ def test_two_sources_that_differ_are_both_cited_and_the_answer_says_so(embedder)
     first, second = result.citations
     assert (first.source, first.support.verdict) == ("faq.md", "supported")
     assert (second.source, second.support.verdict, second.support.reason) == ("news.md", "differs", "gives 12")
+
+
+# --- names and years a passage must state (attribution's first stage, every verifier) -----------------------
+LEASING = passage(
+    1,
+    "l1",
+    "inference.md",
+    "en",
+    "Assuming the leasing cost of one H800 GPU is $2 per hour, the total daily cost amounts to $87,072.",
+)
+FOUNDER = passage(2, "w1", "company.md", "en", "Its co-founder, Liang Wenfeng, serves as CEO of DeepSeek.")
+
+
+def attribution_of(embedder, sentence: str, question: str):
+    sentences = build_passage_sentences(embedder, [LEASING, FOUNDER])
+    return Attributor(embedder, sentences, question=question, language="en").attribute(sentence)
+
+
+@pytest.mark.parametrize(
+    ("sentence", "question", "reason"),
+    [
+        # the question's GPU, the passage's price for another one: a near miss cosine cannot see
+        (
+            "The hourly leasing cost for an H100 GPU is $2 per hour.",
+            "What hourly leasing cost for an H100 does DeepSeek assume?",
+            "no passage speaks of H100",
+        ),
+        (
+            "Liang Wenfeng, born in 1981, serves as CEO of DeepSeek.",
+            "When was Liang Wenfeng born?",
+            "a year neither the passages nor the question state",
+        ),
+    ],
+    ids=["versioned-name", "year"],
+)
+def test_a_name_or_year_no_passage_states_is_not_supported(embedder, sentence, question, reason) -> None:
+    attribution = attribution_of(embedder, sentence, question)
+    assert not attribution.supported and attribution.check.reason == reason
+
+
+@pytest.mark.parametrize(
+    ("sentence", "question"),
+    [
+        ("The leasing cost of one H800 GPU is $2 per hour.", "What hourly leasing cost does DeepSeek assume?"),
+        # a year the question gives is restated, not invented
+        ("In 2024, Liang Wenfeng served as CEO of DeepSeek.", "Who led DeepSeek in 2024?"),
+    ],
+)
+def test_names_and_years_the_passages_or_question_state_pass(embedder, sentence, question) -> None:
+    attribution = attribution_of(embedder, sentence, question)
+    assert attribution.supported and attribution.citations
+
+
+def test_grounded_names_are_versioned_names_and_camelcase_names_the_question_lacks() -> None:
+    names = grounded_names("DeepSeek-V3 and OpenAI's GPT-4o beat Qwen2.5 on MMLU.", "Does DeepSeek beat Qwen?")
+    assert names == {"v3": "V3", "openai": "OpenAI", "qwen2.5": "Qwen2.5"}  # "GPT-4o": "4o" is a figure's
