@@ -364,6 +364,7 @@ class Attributor:
         self.passages = [item.passage for item in self._sentences]
         self._passage_numbers = [_numbers(p.text) for p in self.passages]
         self._context_numbers = set().union(*self._passage_numbers)
+        self._known_years = self._context_numbers | _numbers(question)  # a year stated somewhere, not invented
         # What each passage names, with where it comes from (a report's title names the model its text calls "we").
         self._passage_names = [
             name_pieces(" ".join((p.text, p.title, p.heading_path, p.source))) for p in self.passages
@@ -404,7 +405,7 @@ class Attributor:
         if not figures <= self._context_numbers:
             # A figure none of the passages states is invented, however close the wording.
             return SentenceAttribution(sentence, supported=False, check=_INVENTED_FIGURE)
-        if not numbers - figures <= self._context_numbers | _numbers(self._question):
+        if not numbers - figures <= self._known_years:
             # A year may come from another passage than the one cited (dating a passage's event from another
             # passage is the model's most common inference), but not from nowhere.
             return SentenceAttribution(sentence, supported=False, check=_INVENTED_YEAR)
@@ -441,10 +442,11 @@ class Attributor:
                 passes |= similarity >= config.cross_language_similarity
             if not passes.any():
                 continue
-            if not names.keys() <= self._passage_names[index]:
+            missing_names = names.keys() - self._passage_names[index]
+            if missing_names:
                 # "The leasing cost of an H100 is $2 an hour" is not what a passage on the H800 says, however
                 # alike the two read.
-                unnamed |= {names[name] for name in names.keys() - self._passage_names[index]}
+                unnamed |= {names[name] for name in missing_names}
                 continue
             best = int(np.argmax(np.where(passes, combined, -np.inf)))
             handicap = (1 - config.lexical_weight) * CROSS_LANGUAGE_GAP if units.cross_language else 0.0

@@ -94,11 +94,16 @@ def analyze_query(text: str) -> list[str]:
     return list(dict.fromkeys(token for language in LANGUAGES for token in stems[language]))
 
 
+def strip_elision(word: str) -> str:
+    """The word without a French elided article or pronoun ("l'énergie" -> "énergie", "qu'il" -> "il")."""
+    return _ELISION.sub("", word)
+
+
 def _words(text: str, stopwords: frozenset[str]) -> list[str]:
     """Lowercased words, elisions removed, stopwords and single letters dropped."""
     words = []
     for raw in _TOKEN.findall(text.lower()):
-        word = _ELISION.sub("", raw).strip("'’_")
+        word = strip_elision(raw).strip("'’_")
         folded = fold(word)
         if not folded or folded in stopwords or (len(folded) == 1 and not folded.isdigit()):
             continue

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from rag.lexical import fold
+from rag.lexical import fold, strip_elision
 
 # "not_supported" is the similarity stage's (no passage matched); a verifier says "supported" or "contradicted".
 Verdict = Literal["supported", "contradicted", "not_supported"]
@@ -73,6 +73,9 @@ _NOT_CONTENT = frozenset(
 )
 
 
+_WORD = re.compile(r"[a-z][a-z'-]*")  # a word of folded text
+
+
 def _folded(text: str) -> str:
     return fold(text).replace("’", "'")
 
@@ -90,7 +93,7 @@ def _negation_scopes(text: str) -> list[set[str]]:
     for match in _NEGATION.finditer(folded):
         if match.group(0) in _NE_ONLY and not _NE.search(folded[: match.start()]):
             continue
-        following = re.findall(r"[a-z][a-z'-]*", folded[match.end() :])
+        following = _WORD.findall(folded[match.end() :])
         content = [w for w in following if len(w) >= _PREFIX and w not in _NOT_CONTENT][:_SCOPE_WORDS]
         scopes.append(_prefixes(content))
     return scopes
@@ -107,7 +110,7 @@ def opposed(negative: str, positive: str) -> bool:
     incitation") is about something else and does not count."""
     if negated(positive):
         return False
-    stated = _prefixes(re.findall(r"[a-z][a-z'-]*", _folded(positive)))
+    stated = _prefixes(_WORD.findall(_folded(positive)))
     return any(scope & stated for scope in _negation_scopes(negative))
 
 
@@ -169,8 +172,9 @@ _LESS = frozenset(
     "less fewer lower smaller decrease decreased decreases reduce reduced moins inferieur inferieure "
     "inferieurs inferieures".split()
 )
+_COMPARATIVES = _MORE | _LESS
+_OPPOSITE_WAY = {"more": "less", "less": "more"}
 _NOT_COMPARING = re.compile(r"\b(?:de|en|non|au|du|a|le|la|les|not|no|ne|n'|pas)\s+$")
-_ELISION = re.compile(r"^(?:[lcdjmnst]|qu|jusqu|lorsqu|puisqu)'")
 
 
 def _comparisons(text: str) -> set[tuple[str, str]]:
@@ -178,14 +182,14 @@ def _comparisons(text: str) -> set[tuple[str, str]]:
     after the marker, read without its elision ("moins d'énergie" compares "energ")."""
     folded = _folded(text)
     found = set()
-    for match in re.finditer(r"[a-z][a-z'-]*", folded):
+    for match in _WORD.finditer(folded):
         word = match.group(0)
         direction = "more" if word in _MORE else "less" if word in _LESS else None
         if direction is None or _NOT_COMPARING.search(folded[max(0, match.start() - 8) : match.start()]):
             continue
-        for following in re.findall(r"[a-z][a-z'-]*", folded[match.end() : match.end() + 60]):
-            following = _ELISION.sub("", following)
-            if len(following) >= _PREFIX and following not in _NOT_CONTENT and following not in _MORE | _LESS:
+        for following in _WORD.findall(folded[match.end() : match.end() + 60]):
+            following = strip_elision(following)
+            if len(following) >= _PREFIX and following not in _NOT_CONTENT and following not in _COMPARATIVES:
                 found.add((direction, following[:_PREFIX]))
                 break
     return found
@@ -194,8 +198,7 @@ def _comparisons(text: str) -> set[tuple[str, str]]:
 def reversed_comparison(claim: str, other: str) -> bool:
     """Whether `other` compares a thing the claim compares, the other way, and never the claim's way."""
     theirs = _comparisons(other)
-    flip = {"more": "less", "less": "more"}
-    return any((flip[way], word) in theirs and (way, word) not in theirs for way, word in _comparisons(claim))
+    return any((_OPPOSITE_WAY[way], word) in theirs and (way, word) not in theirs for way, word in _comparisons(claim))
 
 
 def _same_negation(text: str, other: str) -> bool:
