@@ -24,7 +24,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from index.refresh import _MIN_SENTENCE_CHARS, discover  # noqa: E402
+from index.discovery import discover  # noqa: E402
+from rag.refresh import _MIN_SENTENCE_CHARS  # noqa: E402
 from rag.service import RagService  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 

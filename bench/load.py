@@ -35,7 +35,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from rag import launch  # noqa: E402
+from tests import harness  # noqa: E402
 
 QUESTIONS = [
     "Quand DeepSeek a-t-il été lancé ?",
@@ -133,10 +133,10 @@ def local_server(models_dir: Path | None, ready_timeout: float, keep_log: Path |
     started = time.monotonic()
     server = None
     try:
-        server = launch.start_rag_serve(root, env, timeout=ready_timeout)
+        server = harness.start_rag_serve(root, env, timeout=ready_timeout)
         print(f"server ready in {time.monotonic() - started:.1f} s at {server.url}", file=sys.stderr)
         yield server.url, key
-    except launch.ServerNotReady as exc:
+    except harness.ServerNotReady as exc:
         raise SystemExit(str(exc)) from exc
     finally:
         if server:

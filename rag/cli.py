@@ -43,7 +43,7 @@ def _print_report(report: dict, as_json: bool) -> None:
 
 
 def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
-    from index.refresh import IndexBusyError
+    from rag.errors import IndexBusyError
     from rag.service import RagService
 
     service = RagService(settings)
@@ -233,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # pydantic's message names the bad RAG_* variable
         print(f"error: invalid settings: {error}", file=sys.stderr)
         return 2
-    from rag.store import IndexMismatchError
+    from rag.errors import IndexMismatchError
 
     try:
         return args.func(args, settings)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -104,3 +105,75 @@ class StreamEvent(BaseModel):
     text: str = ""
     citations: list[Citation] = Field(default_factory=list)
     answer: Answer | None = None
+
+
+# --- indexing results (dataclasses: they are built in hot loops and stored as Chroma metadata) ---
+@dataclass
+class Progress:
+    """Reported after each file; front ends turn it into a bar or a status line."""
+
+    files_done: int
+    files_total: int
+    chunks_done: int
+    current: str
+
+
+@dataclass
+class RefreshReport:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    documents: int = 0
+    chunks: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class DocumentRecord:
+    """What the index knows of one file: enough to skip it unchanged and to list it in the UI."""
+
+    source: str
+    root: str
+    path: str
+    content_hash: str
+    size: int
+    mtime_ns: int
+    kind: str
+    title: str
+    chunks: int
+    indexed_at: str
+    pipeline: str = ""  # loader/chunker version and chunk settings: a change re-chunks (vectors are reused)
+
+    def to_metadata(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_metadata(cls, meta: dict[str, Any]) -> DocumentRecord:
+        return cls(**{name: meta[name] for name in cls.__dataclass_fields__ if name in meta})
+
+
+@dataclass
+class UploadOutcome:
+    """What became of one uploaded file: the name it is indexed under, the refresh's report, and its record once
+    indexed. The API and the UI both report from this, so neither re-derives the saved name."""
+
+    source: str
+    report: RefreshReport
+    record: DocumentRecord | None
+
+    @property
+    def outcome(self) -> str:
+        """added, updated, unchanged, or skipped (the file could not be indexed and was not kept)."""
+        report = self.report
+        if report.skipped:
+            return "skipped"
+        return "added" if report.added else "updated" if report.updated else "unchanged"
+
+    @property
+    def reason(self) -> str | None:
+        """Why it was skipped: the loader's words."""
+        return "; ".join(s["reason"] for s in self.report.skipped) or None

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
 from index.types import Chunk
+from rag.errors import IndexMismatchError
+from rag.schema import DocumentRecord
 from rag.settings import Settings
 
 # Chroma insists on an embedding for every record; document records carry this placeholder.
@@ -24,34 +26,6 @@ _SENTENCES_SUFFIX = "__sentences"
 _COMPANIONS = ("", _SENTENCES_SUFFIX, _DOCUMENTS_SUFFIX)
 _BUILDING_SUFFIX = "__building"
 _RETIRED_SUFFIX = "__retired"
-
-
-class IndexMismatchError(RuntimeError):
-    """The collection was built with another embedding model: its vectors would be meaningless."""
-
-
-@dataclass
-class DocumentRecord:
-    """What the index knows of one file: enough to skip it unchanged and to list it in the UI."""
-
-    source: str
-    root: str
-    path: str
-    content_hash: str
-    size: int
-    mtime_ns: int
-    kind: str
-    title: str
-    chunks: int
-    indexed_at: str
-    pipeline: str = ""  # loader/chunker version and chunk settings: a change re-chunks (vectors are reused)
-
-    def to_metadata(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_metadata(cls, meta: dict[str, Any]) -> DocumentRecord:
-        return cls(**{name: meta[name] for name in cls.__dataclass_fields__ if name in meta})
 
 
 @dataclass
@@ -97,6 +71,32 @@ class VectorStore(Protocol):
     def put_document(self, record: DocumentRecord) -> None: ...
     def delete_document(self, source: str) -> None: ...
     def documents(self) -> dict[str, DocumentRecord]: ...
+
+
+class StoreBackend(Protocol):
+    """Where stores live: the live one, one built aside for a rebuild, and the swap that replaces the first by
+    the second. The service holds one (`ChromaBackend` in the product, an in-memory one in unit tests)."""
+
+    def open(self, model_name: str, dimension: int, *, building: bool = False) -> VectorStore: ...
+    def swap_in(self, built: VectorStore) -> VectorStore: ...
+    def known_roots(self) -> set[str]: ...
+
+
+class ChromaBackend:
+    """Chroma under the data dir, or a Chroma server when `RAG_CHROMA_URL` is set."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    def open(self, model_name: str, dimension: int, *, building: bool = False) -> ChromaStore:
+        return open_chroma_store(self.settings, model_name, dimension, building=building)
+
+    def swap_in(self, built: VectorStore) -> ChromaStore:
+        assert isinstance(built, ChromaStore)
+        return swap_in(built, self.settings.collection)
+
+    def known_roots(self) -> set[str]:
+        return known_roots(self.settings)
 
 
 def _sentence_id(chunk_id_: str, start: int, end: int) -> str:

@@ -1,4 +1,5 @@
-"""Shared fixtures. The real model and the real corpus are used; only slow set-up is shared per session."""
+"""Shared fixtures and markers. Integration tests use the real model and corpus (slow set-up shared per session);
+unit tests (tests/unit) use the fakes of tests/fakes.py."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from harness import CHROMIUM, CHROMIUM_ARGS, MODELS_DIR
 
 from rag.settings import Settings
 
@@ -33,13 +35,18 @@ def _serialise_ast_parsing() -> None:
 
 _serialise_ast_parsing()
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("RAG_TEST_SHARED", REPO.parent / "shared")).resolve()
-RELATED = SHARED / "corpus" / "related"
-DEV_SET = SHARED / "eval" / "dev.jsonl"
-# Materialised models (the e5 folder, the reassembled GGUF) are kept between test runs: building them is slow
-# and deterministic. Override with RAG_TEST_MODELS_DIR.
-MODELS_DIR = Path(os.environ.get("RAG_TEST_MODELS_DIR", REPO / ".rag-test" / "models"))
+
+
+
+UNIT_TESTS = Path(__file__).resolve().parent / "unit"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test outside tests/unit is an integration test (`pytest -m "not integration"`: the fast suite);
+    tests/unit/conftest.py makes a unit test that reaches a real model or Chroma fail."""
+    for item in items:
+        if not item.path.is_relative_to(UNIT_TESTS):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")
@@ -85,7 +92,7 @@ def chroma_server_url(tmp_path_factory: pytest.TempPathFactory):
     `chroma run` on a free loopback port, stopped at the end of the session. Use a unique collection per test."""
     import sys
 
-    from rag.launch import ServerNotReady, start_server
+    from harness import ServerNotReady, start_server
 
     given = os.environ.get("RAG_TEST_CHROMA_URL")
     if given:
@@ -111,14 +118,7 @@ def chroma_server_url(tmp_path_factory: pytest.TempPathFactory):
         server.stop(timeout=10)
 
 
-CHROMIUM = Path("/usr/bin/chromium")  # Debian's; Playwright drives it (never `playwright install`)
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
+
 
 
 @pytest.fixture(scope="module")
@@ -132,19 +132,3 @@ def browser():
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
-
-
-ANSWER_TIMEOUT_MS = 120_000  # a whole answer in the browser, on 2 busy cores
-
-
-def ask_in_page(page, question: str):
-    """Type a question in the chat UI, send it with Enter, wait for the final answer (its timing line) and
-    return it; an error notice fails the test."""
-    answers = page.locator("#rag-chat .rag-answer")
-    before = answers.count()
-    page.locator("#rag-question textarea").fill(question)
-    page.locator("#rag-question textarea").press("Enter")
-    answer = answers.nth(before)
-    answer.locator(".meta, .notice.error").first.wait_for(timeout=ANSWER_TIMEOUT_MS)
-    assert answer.locator(".notice.error").count() == 0, answer.inner_text()
-    return answer

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
 import pytest
-from conftest import REPO
+from harness import REPO
 
 from rag.evaluation import claims_beside_refusal
 from rag.generation import REFUSALS

@@ -12,26 +12,24 @@ import asyncio
 import hashlib
 import json
 import re
-import sys
 import threading
-import types
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import harness
 import httpx
 import pytest
 from filelock import FileLock
+from harness import ChildServer
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import PrivateAttr
 
-from rag import launch
-from rag.api import create_app
-from rag.launch import ChildServer
+from rag.api import create_app, installed_front_ends
 from rag.schema import Answer
 from rag.service import RagService
 
@@ -93,8 +91,8 @@ def start_server(root: Path, models_dir: Path, mode: str, chroma_url: str | None
     if chroma_url:
         env["RAG_CHROMA_URL"] = chroma_url
     try:
-        child = launch.start_rag_serve(root, env)
-    except launch.ServerNotReady as exc:
+        child = harness.start_rag_serve(root, env)
+    except harness.ServerNotReady as exc:
         pytest.fail(str(exc))
     return LiveServer(mode, key, root, data_dir, corpus_dir, child)
 
@@ -720,7 +718,7 @@ def test_api_key_for_read_protects_every_endpoint_but_healthz(make_settings) -> 
     asyncio.run(scenario())
 
 
-def test_ui_is_mounted_at_root_when_ui_app_exists(make_settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_front_ends_are_mounted_and_the_api_serves_without_them(make_settings) -> None:
     import gradio as gr
 
     built: list[RagService] = []
@@ -731,15 +729,17 @@ def test_ui_is_mounted_at_root_when_ui_app_exists(make_settings, monkeypatch: py
             gr.Markdown("Fake UI")
         return blocks
 
-    module = types.ModuleType("ui.app")
-    module.mount_ui = lambda app, service: gr.mount_gradio_app(app, build_ui(service), "/")  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "ui.app", module)
-    service = RagService(make_settings())
-    app = create_app(service, index_on_start=False)
-    assert built == [service]
+    def mount(app, service: RagService) -> None:
+        gr.mount_gradio_app(app, build_ui(service), "/")
 
-    monkeypatch.setitem(sys.modules, "ui.app", None)  # ui/app.py missing: the API alone
-    bare = create_app(service, index_on_start=False)
+    def broken(app, service: RagService) -> None:
+        raise RuntimeError("this front end cannot be built")
+
+    service = RagService(make_settings())
+    app = create_app(service, index_on_start=False, front_ends=[broken, mount])
+    assert built == [service]
+    bare = create_app(service, index_on_start=False, front_ends=[])  # no front end installed: the API alone
+    assert [f"{f.__module__}.{f.__name__}" for f in installed_front_ends()] == ["ui.app.mount_ui"]  # pyproject's
 
     async def scenario() -> None:
         async with _client_for(app) as client:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import harness
 import httpx
 import pytest
 from langchain_core.language_models import BaseChatModel
@@ -21,9 +22,9 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import PrivateAttr
 
-from rag import launch
 from rag.api import create_app
-from rag.service import RagService, RequestError
+from rag.errors import RequestError
+from rag.service import RagService
 from rag.settings import Settings
 
 NOTE = "Le projet Zéphyr a été lancé à Lyon le 3 mars 2031 par l'équipe Orion.\n"
@@ -62,7 +63,7 @@ def uvicorn_thread(app: Any) -> Iterator[str]:
     """`app` served by a real uvicorn on a loopback port, in a thread: a real socket the client can close."""
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=launch.free_loopback_port(), log_level="error"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=harness.free_loopback_port(), log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -150,7 +151,7 @@ def test_generators_are_the_ones_the_operator_enabled(make_settings, monkeypatch
 
 
 def test_a_pdf_bomb_upload_is_refused_fast_and_the_next_upload_proceeds(make_settings, embedder) -> None:
-    from test_loaders import pdf_bomb
+    from samples import pdf_bomb
 
     service = RagService(make_settings(), embedder=embedder)
     app = create_app(service, with_ui=False, index_on_start=False)

@@ -8,16 +8,18 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import RELATED, REPO
-from test_loaders import LINK_OUTSIDE, pdf_bomb
+from harness import RELATED, REPO
+from samples import pdf_bomb
 
-from index import refresh
+from index.discovery import LINK_OUTSIDE
 from index.loaders import MAX_PAGE_CHARS, load_document
-from index.refresh import IndexBusyError, Refresher, index_lock
 from index.types import size_limit_reason
 from index.watch import watch
+from rag import refresh
+from rag.errors import IndexBusyError, IndexMismatchError
+from rag.refresh import Refresher, index_lock
 from rag.service import RagService
-from rag.store import ChromaStore, IndexMismatchError
+from rag.store import ChromaStore
 
 ARTICLE = REPO / "corpus" / "deepseek_article_fr.txt"
 

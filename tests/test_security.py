@@ -19,12 +19,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import harness
 import httpx
 import pytest
-from conftest import REPO, ask_in_page
 from gradio_wire import GradioWire, file_data
+from harness import REPO, ask_in_page
 
-from rag import launch
 from rag.settings import Settings
 
 SECRET = "TOPSECRET-7f3a9c-never-served"
@@ -41,7 +41,7 @@ class Served:
     data: Path
     uploads: Path  # Gradio's upload folder (GRADIO_TEMP_DIR)
     secret: Path  # a file outside the corpus and data folders
-    child: launch.ChildServer
+    child: harness.ChildServer
 
     def api(self, *, key: bool = True, timeout: float = 120) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.key}"} if key else {}
@@ -74,8 +74,8 @@ def serve(root: Path, models_dir: Path, *, ui: bool = True, **settings: str) -> 
         "PYTHONPATH": str(REPO),
     } | {f"RAG_{name.upper()}": value for name, value in settings.items()}
     try:
-        child = launch.start_rag_serve(root, env, options=() if ui else ("--no-ui",), timeout=300)
-    except launch.ServerNotReady as exc:
+        child = harness.start_rag_serve(root, env, options=() if ui else ("--no-ui",), timeout=300)
+    except harness.ServerNotReady as exc:
         pytest.fail(str(exc))
     return Served(child.url, key, root, corpus, data, uploads, secret, child)
 

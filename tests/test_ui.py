@@ -1,5 +1,6 @@
 """The chat web UI: its rendering helpers (fast), then a real chromium (`browser` marker): ask, open a
-citation, follow up, upload, delete; the mobile layout; the `/ask` endpoint through gradio_client.
+citation, follow up, upload, delete; the mobile layout; the `/ask` endpoint through gradio_client; a 5 MB
+upload, and the upload limit the same as the API's.
 
 The server runs in a subprocess on a fresh data dir (sharing the materialised models): its first page load
 indexes the corpus, which also exercises the first-start progress status. Screenshots land in docs/.
@@ -12,12 +13,13 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import harness
 import pytest
-from conftest import ANSWER_TIMEOUT_MS, CHROMIUM, REPO, ask_in_page
+from harness import ANSWER_TIMEOUT_MS, CHROMIUM, REPO, ask_in_page
 
-from rag import launch
 from rag.schema import Answer, Citation, Support, UnsupportedSentence
-from ui.app import STRINGS, _mark_stopped, render_answer, render_card
+from ui.i18n import STRINGS
+from ui.render import mark_stopped, render_answer, render_card
 
 DOCS = REPO / "docs"
 QUESTION_FR = "Pourquoi l'Italie a-t-elle interdit DeepSeek ?"
@@ -126,10 +128,10 @@ def test_stop_marks_an_unfinished_answer_only() -> None:
         {"role": "user", "content": "q"},
         {"role": "assistant", "content": [{"type": "text", "text": streaming}]},
     ]
-    marked = _mark_stopped(unfinished, "fr")[-1]["content"]
+    marked = mark_stopped(unfinished, "fr")[-1]["content"]
     assert "Le début" in marked and "Arrêté." in marked and "Recherche" not in marked
     finished = [{"role": "assistant", "content": '<div class="rag-answer"><p>Fin</p><p class="meta">x</p></div>'}]
-    assert _mark_stopped(finished, "fr") == finished
+    assert mark_stopped(finished, "fr") == finished
 
 
 # --- in a browser --------------------------------------------------------------------------------------------
@@ -145,7 +147,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterat
     corpus.mkdir()
     shutil.copy(REPO / "corpus" / "deepseek_article_fr.txt", corpus)
     (data / "models").symlink_to(models_dir, target_is_directory=True)
-    env = launch.child_env(
+    env = harness.child_env(
         {
             "RAG_DATA_DIR": str(data),
             "RAG_CORPUS_DIR": str(corpus),
@@ -168,7 +170,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterat
         "warning",
     ]
     try:
-        child = launch.start_server(
+        child = harness.start_server(
             lambda port: [*command, "--port", str(port)],
             ready_path="/",
             log_path=root / "server.log",
@@ -176,7 +178,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterat
             env=env,
             timeout=120,
         )
-    except launch.ServerNotReady as exc:
+    except harness.ServerNotReady as exc:
         raise RuntimeError(f"the UI server did not start: {exc}") from exc
     try:
         yield child.url + "/"
@@ -316,3 +318,44 @@ def test_gradio_client_ask(server: str) -> None:
     assert question_box == ""
     assert "[1]" in answer and "deepseek_article_fr.txt" in answer
     assert chat[-1]["role"] == "assistant"
+
+
+@pytest.mark.browser
+def test_upload_of_5mb_works_and_one_byte_over_the_limit_is_refused_as_by_the_api(
+    server: str, browser, tmp_path: Path
+) -> None:
+    import httpx
+
+    from rag.settings import Settings
+
+    limit = Settings.model_fields["max_upload_bytes"].default  # the server runs with the default limit
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
+    page = context.new_page()
+    page.goto(server)
+    _wait_ready(page)
+    page.get_by_role("tab", name="Documents").click()
+    table, status = page.locator("#rag-docs"), page.locator("#docs-status")
+
+    # 5 MB: one fact, then one line many times over (the chunker does not embed a repeated passage again).
+    manual = tmp_path / "valve_manual.txt"
+    padding = "This padding line says nothing about valves at all.\n" * (5 * 1024 * 1024 // 52 + 1)
+    manual.write_text("The Velmora valve must be greased every 400 hours.\n\n" + padding, encoding="utf-8")
+    assert manual.stat().st_size > 5 * 1024 * 1024
+    page.locator("#rag-upload input[type=file]").set_input_files([str(manual)])
+    status.get_by_text(f"{manual.name}: indexed").wait_for(timeout=300_000)
+    _cell(table, manual.name).wait_for(timeout=10_000)
+
+    # One byte over: the API refuses it (413), the page refuses it before sending, in the API's words.
+    over = tmp_path / "one_byte_over.txt"
+    over.write_bytes(b"x" * (limit + 1))
+    with httpx.Client(base_url=server, timeout=120) as api:
+        refused = api.post("/v1/documents", files={"files": (over.name, over.read_bytes(), "text/plain")})
+        assert refused.status_code == 413, refused.text
+        said = refused.json()["error"]["message"]
+        assert said == f"too large: {(limit + 1) / 2**20:.1f} MB, limit {limit // 2**20} MB"
+        page.locator("#rag-upload input[type=file]").set_input_files([str(over)])
+        page.locator("#rag-upload-error").get_by_text(f"{over.name}: {said}", exact=True).wait_for(timeout=30_000)
+        assert over.name not in status.inner_text() and over.name not in table.inner_text()
+        assert over.name not in {d["source"] for d in api.get("/v1/documents").json()}
+        assert api.delete(f"/v1/documents/{manual.name}").status_code == 200
+    context.close()

@@ -9,20 +9,19 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import RELATED, REPO
+from harness import RELATED, REPO
 from pypdf import PdfWriter
-from pypdf.generic import ArrayObject, DecodedStreamObject, DictionaryObject, NameObject
+from samples import pdf_bomb, text_pdf
 from selectolax.lexbor import LexborHTMLParser
 
 from index.chunking import chunk_document
+from index.discovery import LINK_OUTSIDE, discover
 from index.loaders import MAX_PAGE_CHARS, decode_text, load_document
-from index.refresh import discover
 from index.types import Document, LoadError
 
 CORPUS = REPO / "corpus"
 # The documents a refresh indexes (corpus/README.md describes the folder and is not one of them).
 CORPUS_FILES = sorted(f.path for f in discover([CORPUS, RELATED])[0])
-LINK_OUTSIDE = "symbolic link to outside the folder: not followed"
 AI_ACT = RELATED / "eu_ai_act_2024_1689_art2_chapter_v_gpai_art113_en.html"
 CNIL = RELATED / "cnil_guide_rgpd_equipe_developpement_fr.html"
 PAPER = RELATED / "deepseek_r1_paper_en.pdf"
@@ -55,6 +54,7 @@ def test_corpus_files_are_all_found() -> None:
     assert len(CORPUS_FILES) >= 9
 
 
+@pytest.mark.integration  # every file of the shared corpus: its PDFs take seconds each
 @pytest.mark.parametrize("path", CORPUS_FILES, ids=lambda p: p.name)
 def test_every_corpus_file_loads_with_exact_block_offsets(path: Path) -> None:
     doc = load(path)
@@ -312,37 +312,6 @@ def test_pdf_running_headers_and_footers_are_dropped() -> None:
         assert any(content in chunk.text for chunk in chunks), content
 
 
-def _helvetica_resources() -> DictionaryObject:
-    """Page resources naming Helvetica as /F1, for the PDFs these tests draw."""
-    font = DictionaryObject(
-        {
-            NameObject("/Type"): NameObject("/Font"),
-            NameObject("/Subtype"): NameObject("/Type1"),
-            NameObject("/BaseFont"): NameObject("/Helvetica"),
-        }
-    )
-    return DictionaryObject({NameObject("/Font"): DictionaryObject({NameObject("/F1"): font})})
-
-
-def _text_pdf(pages: list[list[str]]) -> bytes:
-    """A PDF whose pages draw the given lines top to bottom in Helvetica."""
-    resources = _helvetica_resources()
-    writer = PdfWriter()
-    for lines in pages:
-        ops = b"".join(
-            b"BT /F1 10 Tf 40 %d Td (%s) Tj ET\n" % (760 - 20 * n, line.encode("latin-1"))
-            for n, line in enumerate(lines)
-        )
-        stream = DecodedStreamObject()
-        stream.set_data(ops)
-        page = writer.add_blank_page(width=600, height=800)
-        page.replace_contents(ArrayObject([stream]))
-        page[NameObject("/Resources")] = resources
-    buffer = io.BytesIO()
-    writer.write(buffer)
-    return buffer.getvalue()
-
-
 def test_pdf_running_line_rule(tmp_path: Path) -> None:
     """A line on at least 3 pages and half of them goes, whatever numbers frame it; a line on 2 of 4 pages stays."""
     topics = ["les couts", "les risques", "la securite", "les delais"]
@@ -355,7 +324,7 @@ def test_pdf_running_line_rule(tmp_path: Path) -> None:
         ]
         for n in range(1, 5)
     ]
-    doc = load(write(tmp_path, "rapport.pdf", _text_pdf(pages)))
+    doc = load(write(tmp_path, "rapport.pdf", text_pdf(pages)))
     assert "CONFIDENTIEL" not in doc.text and "Rapport annuel" not in doc.text and "/07/2025" not in doc.text
     assert doc.text.count("Une phrase citee deux fois dans le document.") == 2
     assert all(f"Texte propre a cette page qui parle de {topic}." in doc.text for topic in topics)
@@ -376,7 +345,7 @@ def test_pdf_tables_of_measurements_keep_a_line_per_row(tmp_path: Path) -> None:
         "Llama 2 70B",
         "Llama 3 8B",
     ]
-    doc = load(write(tmp_path, "results.pdf", _text_pdf([page])))
+    doc = load(write(tmp_path, "results.pdf", text_pdf([page])))
     tables = [b for b in doc.blocks if b.table]
     assert len(tables) == 1 and tables[0].header is not None
     assert doc.text[tables[0].start : tables[0].end] == (
@@ -390,24 +359,6 @@ def _pdf_bytes(encrypt: bool = False) -> bytes:
     writer.add_blank_page(width=200, height=200)
     if encrypt:
         writer.encrypt("secret", algorithm="RC4-128")
-    buffer = io.BytesIO()
-    writer.write(buffer)
-    return buffer.getvalue()
-
-
-def pdf_bomb(pages: int = 200) -> bytes:
-    """A ~45 KB PDF whose pages all draw one shared content stream of 240k characters of text (48M in all)."""
-    stream = DecodedStreamObject()
-    stream.set_data((b"BT /F1 12 Tf 10 10 Td (" + b"x" * 100 + b") Tj ET\n") * 2400)
-    resources = _helvetica_resources()
-    writer = PdfWriter()
-    first = writer.add_blank_page(width=200, height=200)
-    first.replace_contents(ArrayObject([stream.flate_encode()]))
-    shared = first[NameObject("/Contents")]  # one indirect reference to the stream, reused by every page
-    for number in range(pages):
-        page = first if number == 0 else writer.add_blank_page(width=200, height=200)
-        page[NameObject("/Contents")] = shared
-        page[NameObject("/Resources")] = resources
     buffer = io.BytesIO()
     writer.write(buffer)
     return buffer.getvalue()

@@ -1,7 +1,7 @@
 """Run a server as a child process on a free loopback port and wait until it answers.
 
-One helper for everything that needs a live server it started itself: the API and UI tests, the Chroma server
-fixture, the load bench, or a script that embeds the service. Loopback only: nothing here listens elsewhere.
+A test and bench harness, not part of the product: the API and UI tests, the Chroma server fixture and the load
+bench (`bench/load.py` imports it as `tests.harness`). Loopback only: nothing here listens elsewhere.
 """
 
 from __future__ import annotations
@@ -115,3 +115,40 @@ def start_rag_serve(
         timeout=timeout,
         headers={"Authorization": f"Bearer {key}"} if key else None,
     )
+
+
+# --- the shared corpus and models (beside the repository, as CI lays them out) ---
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("RAG_TEST_SHARED", REPO.parent / "shared")).resolve()
+RELATED = SHARED / "corpus" / "related"
+DEV_SET = SHARED / "eval" / "dev.jsonl"
+# Materialised models (the e5 folder, the reassembled GGUF) are kept between test runs: building them is slow
+# and deterministic. Override with RAG_TEST_MODELS_DIR.
+MODELS_DIR = Path(os.environ.get("RAG_TEST_MODELS_DIR", REPO / ".rag-test" / "models"))
+
+
+# --- the browser ---
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's; Playwright drives it (never `playwright install`)
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+
+
+ANSWER_TIMEOUT_MS = 120_000  # a whole answer in the browser, on 2 busy cores
+
+
+def ask_in_page(page, question: str):
+    """Type a question in the chat UI, send it with Enter, wait for the final answer (its timing line) and
+    return it; an error notice fails the test."""
+    answers = page.locator("#rag-chat .rag-answer")
+    before = answers.count()
+    page.locator("#rag-question textarea").fill(question)
+    page.locator("#rag-question textarea").press("Enter")
+    answer = answers.nth(before)
+    answer.locator(".meta, .notice.error").first.wait_for(timeout=ANSWER_TIMEOUT_MS)
+    assert answer.locator(".notice.error").count() == 0, answer.inner_text()
+    return answer

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
@@ -23,11 +23,13 @@ from typing import Protocol
 from filelock import FileLock
 
 from index.chunking import chunk_document, split_sentences
-from index.loaders import SUPPORTED_SUFFIXES, load_document
+from index.discovery import SourceFile, discover, is_folder_readme, links_outside
+from index.loaders import load_document
 from index.types import Chunk, LoadError, size_limit_reason
 from rag.language import detect_language
 from rag.lexical import LexicalIndex
-from rag.store import ChunkVectors, DocumentRecord, VectorStore
+from rag.schema import DocumentRecord, Progress, RefreshReport
+from rag.store import ChunkVectors, VectorStore
 
 # Bump when loaders or chunking change what they produce: documents are then re-chunked on the next refresh.
 PIPELINE_VERSION = "5"
@@ -37,95 +39,8 @@ LEXICAL_VERSION = "2"
 _MIN_SENTENCE_CHARS = 25  # shorter fragments ("Table 3.") only add noise to sentence search
 
 
-class IndexBusyError(RuntimeError):
-    """Another indexer holds the lock on this data dir."""
-
-
 class PassageEmbedder(Protocol):
     def embed_documents(self, texts: list[str]) -> list[list[float]]: ...
-
-
-@dataclass
-class Progress:
-    """Reported after each file; front ends turn it into a bar or a status line."""
-
-    files_done: int
-    files_total: int
-    chunks_done: int
-    current: str
-
-
-@dataclass
-class RefreshReport:
-    added: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    deleted: int = 0
-    skipped: list[dict[str, str]] = field(default_factory=list)
-    documents: int = 0
-    chunks: int = 0
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class SourceFile:
-    root: Path
-    path: Path
-
-    @property
-    def source(self) -> str:
-        return self.path.relative_to(self.root).as_posix()
-
-
-_LINK_OUTSIDE = "symbolic link to outside the folder: not followed"
-
-
-def discover(paths: Iterable[Path]) -> tuple[list[SourceFile], list[Path], list[dict[str, str]]]:
-    """Supported files under each path (a folder is walked, hidden entries skipped), the roots scanned, and
-    the entries passed over for a reason the user should see (as in `RefreshReport.skipped`).
-
-    A file given directly has its parent folder as root; the roots bound which documents a refresh may
-    delete, so `rag index one.pdf` never removes the rest of the corpus.
-
-    Symbolic links met in a folder: one whose target lies outside that folder is not followed and is reported,
-    so a link dropped into the corpus cannot pull other files (`/etc`, a home folder) into the index, and a
-    link indexed before this rule leaves the index at the next folder refresh. A file link that stays inside
-    is followed (indexed under the link's name); a directory link is never walked into (no loops; one that
-    stays inside is walked anyway). A file given directly is the caller's explicit choice and is read as is.
-
-    A folder's own README (at its top) describes the folder and is not walked into the index; one given
-    directly (an upload) is indexed and then kept by folder refreshes: see `Refresher.run`.
-    """
-    files: list[SourceFile] = []
-    roots: list[Path] = []
-    skipped: list[dict[str, str]] = []
-    for given in paths:
-        path = given.resolve()
-        if path.is_dir():
-            roots.append(path)
-            for found in sorted(path.rglob("*")):
-                if any(part.startswith(".") for part in found.relative_to(path).parts):
-                    continue
-                supported = found.suffix.lower() in SUPPORTED_SUFFIXES
-                if _links_outside(found, path):
-                    if supported or found.is_dir():
-                        skipped.append({"path": str(found), "reason": _LINK_OUTSIDE})
-                elif found.is_file() and supported and not _is_folder_readme(found, path):
-                    files.append(SourceFile(path, found))
-        else:
-            files.append(SourceFile(path.parent, path))
-    return files, roots, skipped
-
-
-def _is_folder_readme(path: Path, root: Path) -> bool:
-    """A README at the top of the folder: the folder's own description, not one of its documents."""
-    return path.parent == root and path.stem.upper() == "README"
-
-
-def _links_outside(path: Path, root: Path) -> bool:
-    return path.is_symlink() and not path.resolve().is_relative_to(root)
 
 
 def index_lock(data_dir: Path) -> FileLock:
@@ -291,9 +206,9 @@ def _indexed_readmes(
         if (
             record.root in scanned
             and (record.root, source) not in listed
-            and _is_folder_readme(path, root)
+            and is_folder_readme(path, root)
             and path.is_file()
-            and not _links_outside(path, root)
+            and not links_outside(path, root)
         ):
             found.append(SourceFile(root, path))
     return found

@@ -14,10 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from index.refresh import IndexBusyError, Progress
+from rag.errors import IndexBusyError
+from rag.schema import Progress
 
 if TYPE_CHECKING:
-    from rag.service import RagService
+    from rag.service.core import RagService
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""The one service layer: the CLI, the HTTP API and the UI all call this and hold no logic of their own."""
+"""RagService: the one engine every front end calls (CLI, HTTP API, UI, LangChain); it owns the components it
+builds, the locks that keep answers consistent while documents change, and the start-up task."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import time
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -18,21 +18,16 @@ from typing import Any
 from filelock import Timeout
 
 from index.loaders import SUPPORTED_SUFFIXES
-from index.refresh import (
-    IndexBusyError,
-    Progress,
-    Refresher,
-    RefreshReport,
-    build_lexical,
-    documents_fingerprint,
-    index_lock,
-)
 from index.types import size_limit_reason
+from rag.errors import DocumentError, GeneratorUnavailable, IndexBusyError, RequestError
 from rag.lexical import LexicalIndex
-from rag.schema import Answer, StreamEvent
+from rag.refresh import Refresher, build_lexical, documents_fingerprint, index_lock
+from rag.schema import Answer, DocumentRecord, Progress, RefreshReport, StreamEvent, UploadOutcome
+from rag.service.chat_models import make_chat_model
+from rag.service.locks import GenerationQueue, ReadWriteLock
+from rag.service.startup import STAGED_UPLOAD_SUFFIX, Startup
 from rag.settings import Settings
-from rag.startup import STAGED_UPLOAD_SUFFIX, Startup
-from rag.store import ChromaStore, DocumentRecord, known_roots, open_chroma_store, swap_in
+from rag.store import ChromaBackend, StoreBackend, VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -44,110 +39,9 @@ _HISTORY_TURNS = 10
 MAX_FILENAME_BYTES = 200
 
 
-@dataclass
-class UploadOutcome:
-    """What became of one uploaded file: the name it is indexed under, the refresh's report, and its record once
-    indexed. The API and the UI both report from this, so neither re-derives the saved name."""
-
-    source: str
-    report: RefreshReport
-    record: DocumentRecord | None
-
-    @property
-    def outcome(self) -> str:
-        """added, updated, unchanged, or skipped (the file could not be indexed and was not kept)."""
-        report = self.report
-        if report.skipped:
-            return "skipped"
-        return "added" if report.added else "updated" if report.updated else "unchanged"
-
-    @property
-    def reason(self) -> str | None:
-        """Why it was skipped: the loader's words."""
-        return "; ".join(s["reason"] for s in self.report.skipped) or None
-
-
-class RequestError(ValueError):
-    """A request that cannot be honoured as asked; `status` is the HTTP status that fits, `code` a stable name."""
-
-    def __init__(self, message: str, status: int = 400, code: str | None = None):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-
-
-class DocumentError(RequestError):
-    """A document request (upload, delete, source text) that cannot be honoured."""
-
-
-class ReadWriteLock:
-    """Many readers or one writer: a reader never sees a document between its new and its old chunks."""
-
-    def __init__(self) -> None:
-        self._readers = 0
-        self._cond = threading.Condition()
-        self._writing = False
-
-    @contextmanager
-    def read(self):
-        with self._cond:
-            while self._writing:
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                self._cond.notify_all()
-
-    @contextmanager
-    def write(self):
-        with self._cond:
-            while self._writing or self._readers:
-                self._cond.wait()
-            self._writing = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._writing = False
-                self._cond.notify_all()
-
-
-class ServiceBusyError(RuntimeError):
-    """The generation queue is full; `retry_after` seconds is a fair wait before trying again."""
-
-    def __init__(self, retry_after: int):
-        super().__init__(f"Too many questions waiting for the model; retry in {retry_after} s.")
-        self.retry_after = retry_after
-
-
-class GenerationQueue:
-    """One local generation at a time, at most `size` waiting: a CPU model serves questions in turn."""
-
-    def __init__(self, size: int, retry_after: int = 20):
-        self._slot = threading.Lock()
-        self._waiting = 0
-        self._count_lock = threading.Lock()
-        self.size = size
-        self.retry_after = retry_after
-
-    @contextmanager
-    def turn(self):
-        with self._count_lock:
-            if self._waiting >= self.size:
-                raise ServiceBusyError(self.retry_after)
-            self._waiting += 1
-        try:
-            with self._slot:
-                yield
-        finally:
-            with self._count_lock:
-                self._waiting -= 1
-
-
 class RagService:
+    supported_suffixes = SUPPORTED_SUFFIXES  # what uploads and refreshes accept (the loaders' list)
+
     def __init__(
         self,
         settings: Settings,
@@ -155,9 +49,11 @@ class RagService:
         embedder: Any | None = None,
         chat_models: dict[str, Any] | None = None,
         translator: Any | None = None,
+        stores: StoreBackend | None = None,
     ):
         self.settings = settings
         self._embedder = embedder
+        self.stores = stores or ChromaBackend(settings)
         # A translator given by the caller (tests) is used as is; otherwise `translator()` builds one on first use.
         self._translator = translator
         self._translator_checked = translator is not None
@@ -168,7 +64,7 @@ class RagService:
         self._fallbacks: dict[str, str] = {}
         self._chain = None
         self.queue = GenerationQueue(settings.generation_queue_size)
-        self._store: ChromaStore | None = None
+        self._store: VectorStore | None = None
         self._lexical: LexicalIndex | None = None
         self._lexical_checked = 0.0
         self._open_lock = threading.RLock()  # components open one another
@@ -195,11 +91,11 @@ class RagService:
             return self._embedder
 
     @property
-    def store(self) -> ChromaStore:
+    def store(self) -> VectorStore:
         embedder = self.embedder
         with self._open_lock:
             if self._store is None:
-                self._store = open_chroma_store(self.settings, embedder.model_name, embedder.dimension)
+                self._store = self.stores.open(embedder.model_name, embedder.dimension)
             return self._store
 
     @property
@@ -260,7 +156,7 @@ class RagService:
         self._sync_lexical(self.store)
         return report
 
-    def _refresher(self, store: ChromaStore, on_progress, after_write=None) -> Refresher:
+    def _refresher(self, store: VectorStore, on_progress, after_write=None) -> Refresher:
         return Refresher(
             store,
             self.embedder,
@@ -275,16 +171,16 @@ class RagService:
 
     def _rebuild(self, targets: list[Path], on_progress) -> RefreshReport:
         """Build a complete new index aside; the live one keeps answering and is replaced only on success."""
-        roots = {p.resolve() for p in targets} | {Path(r) for r in known_roots(self.settings) if Path(r).exists()}
+        roots = {p.resolve() for p in targets} | {Path(r) for r in self.stores.known_roots() if Path(r).exists()}
         # A folder's own README is indexed only when given on purpose (an upload): keep those the index holds.
         given = {Path(r.path) for r in self.store.documents().values() if Path(r.path).stem.upper() == "README"}
         roots |= {path for path in given if path.is_file()}
         embedder = self.embedder
-        building = open_chroma_store(self.settings, embedder.model_name, embedder.dimension, building=True)
+        building = self.stores.open(embedder.model_name, embedder.dimension, building=True)
         report = self._refresher(building, on_progress).run(sorted(roots), prune=False)
         lexical = build_lexical(building, building.documents())
         with self.rw.write():
-            self._store = swap_in(building, self.settings.collection)
+            self._store = self.stores.swap_in(building)
             lexical.save(self.lexical_dir)
             self._lexical = lexical
             self._chain = None  # the chain's retriever holds the store it was built with
@@ -292,7 +188,7 @@ class RagService:
         report.chunks = self._store.count()
         return report
 
-    def _sync_lexical(self, store: ChromaStore) -> None:
+    def _sync_lexical(self, store: VectorStore) -> None:
         records = store.documents()
         current = self._lexical or LexicalIndex.load(self.lexical_dir)
         if current is None or current.fingerprint != documents_fingerprint(records):
@@ -608,44 +504,6 @@ class AnswerCounters:
     def snapshot(self) -> dict[str, int]:
         with self._lock:
             return dict(self._counts)
-
-
-class GeneratorUnavailable(RuntimeError):
-    """The configured generator cannot run here (model or library missing); the extractive one stands in."""
-
-
-def make_chat_model(name: str, settings: Settings):
-    """The LangChain chat model behind an LLM generator."""
-    if name == "local":
-        from rag.llm_local import ModelUnavailable, load_local_chat_model
-
-        try:
-            return load_local_chat_model(settings)
-        except ModelUnavailable as error:
-            raise GeneratorUnavailable(f"local model unavailable ({error}); using the extractive generator") from None
-    if name == "openai":
-        from langchain_openai import ChatOpenAI
-
-        if not settings.openai_base_url and settings.openai_api_key.get_secret_value() == "not-needed":
-            raise GeneratorUnavailable("RAG_OPENAI_BASE_URL or RAG_OPENAI_API_KEY is not set")
-        return ChatOpenAI(
-            model=settings.openai_model,
-            base_url=settings.openai_base_url,
-            api_key=settings.openai_api_key,
-            temperature=settings.llm_temperature,
-            max_tokens=settings.llm_max_tokens,
-            streaming=True,
-        )
-    if name == "ollama":
-        from langchain_ollama import ChatOllama
-
-        return ChatOllama(
-            model=settings.ollama_model,
-            base_url=settings.ollama_base_url,
-            temperature=settings.llm_temperature,
-            num_predict=settings.llm_max_tokens,
-        )
-    raise GeneratorUnavailable(f"unknown generator {name!r}")
 
 
 @lru_cache(maxsize=16)

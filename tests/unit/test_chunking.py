@@ -7,7 +7,7 @@ import itertools
 from pathlib import Path
 
 import pytest
-from conftest import RELATED, REPO
+from harness import RELATED, REPO
 
 from index.chunking import chunk_document, heading_title, split_sentences, table_header, table_rows
 from index.loaders import SUPPORTED_SUFFIXES, load_document
@@ -24,6 +24,8 @@ ARTICLE = "deepseek_article_fr.txt"
 AI_ACT = "eu_ai_act_2024_1689_art2_chapter_v_gpai_art113_en.html"
 PAPER = "deepseek_r1_paper_en.pdf"
 SIZE, OVERLAP = 1000, 150
+# Reads and chunks every file of the shared corpus (its PDFs take seconds each): with the integration tests.
+corpus_wide = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +80,7 @@ def is_row_chunk(doc: Document, chunk: Chunk) -> bool:
 # -------------------------------------------------------------------------------------------- whole corpus
 
 
+@corpus_wide
 def test_every_chunk_round_trips_its_offsets(docs: dict[str, Document], chunked: dict[str, list[Chunk]]) -> None:
     for name, chunks in chunked.items():
         doc = docs[name]
@@ -90,6 +93,7 @@ def test_every_chunk_round_trips_its_offsets(docs: dict[str, Document], chunked:
         assert [c.start for c in chunks] == sorted(c.start for c in chunks)
 
 
+@corpus_wide
 def test_chunk_sizes_stay_near_the_target(docs: dict[str, Document], chunked: dict[str, list[Chunk]]) -> None:
     for name, chunks in chunked.items():
         doc = docs[name]
@@ -98,6 +102,7 @@ def test_chunk_sizes_stay_near_the_target(docs: dict[str, Document], chunked: di
             assert len(chunk.text) <= (1.5 * SIZE if opens_with_heading else SIZE), (name, chunk.index)
 
 
+@corpus_wide
 def test_ids_unique_and_stable_across_runs(docs: dict[str, Document], chunked: dict[str, list[Chunk]]) -> None:
     for name, chunks in chunked.items():
         ids = [c.id for c in chunks]
@@ -108,6 +113,7 @@ def test_ids_unique_and_stable_across_runs(docs: dict[str, Document], chunked: d
         assert [c.id for c in again] == ids, name
 
 
+@corpus_wide
 def test_no_chunk_cuts_a_sentence(docs: dict[str, Document], chunked: dict[str, list[Chunk]]) -> None:
     for name, chunks in chunked.items():
         doc = docs[name]
@@ -128,6 +134,7 @@ def test_no_chunk_cuts_a_sentence(docs: dict[str, Document], chunked: dict[str, 
                 assert chunk.end in ends, (name, chunk.index, chunk.text[-60:])
 
 
+@corpus_wide
 def test_a_chunk_never_spans_two_sections(docs: dict[str, Document], chunked: dict[str, list[Chunk]]) -> None:
     """Headings inside a chunk may only be a chain of nested headings opening it, never after body text."""
     for name, chunks in chunked.items():
@@ -142,6 +149,7 @@ def test_a_chunk_never_spans_two_sections(docs: dict[str, Document], chunked: di
                     seen_body = True
 
 
+@corpus_wide
 def test_heading_paths_are_plain_titles(docs: dict[str, Document], chunked: dict[str, list[Chunk]]) -> None:
     act = next(c for c in chunked[AI_ACT] if "10^25" in c.text)
     assert act.heading_path[-1].startswith("Article 51 – Classification of general-purpose AI models")
@@ -157,6 +165,7 @@ def test_heading_paths_are_plain_titles(docs: dict[str, Document], chunked: dict
     assert any(c.heading_path == ("Le défi de DeepSeek",) and c.text.startswith("Le défi de DeepSeek") for c in french)
 
 
+@corpus_wide
 def test_pdf_chunks_carry_their_page(docs: dict[str, Document], chunked: dict[str, list[Chunk]]) -> None:
     doc, chunks = docs[PAPER], chunked[PAPER]
     assert all(c.page == block_at(doc, c.start).page for c in chunks)
@@ -167,6 +176,7 @@ def test_pdf_chunks_carry_their_page(docs: dict[str, Document], chunked: dict[st
     assert cold.heading_path[-2:] == ("2.3. DeepSeek-R1: Reinforcement Learning with Cold Start", "2.3.1. Cold Start")
 
 
+@corpus_wide
 def test_repeated_paragraph_is_stored_once(chunked: dict[str, list[Chunk]]) -> None:
     repeated = "L’émergence de DeepSeek montre que l’hégémonie américaine en matière d’IA n’est plus assurée"
     chunks = chunked[ARTICLE]
@@ -175,6 +185,7 @@ def test_repeated_paragraph_is_stored_once(chunked: dict[str, list[Chunk]]) -> N
     assert sum("Dans le même temps, cela montre également" in c.text for c in chunks) == 1
 
 
+@corpus_wide
 def test_overlap_repeats_whole_trailing_sentences(docs: dict[str, Document], chunked: dict[str, list[Chunk]]) -> None:
     overlaps = 0
     for name, chunks in chunked.items():
@@ -195,6 +206,7 @@ def test_overlap_repeats_whole_trailing_sentences(docs: dict[str, Document], chu
     assert overlaps > 10
 
 
+@corpus_wide
 def test_no_overlap_when_disabled(docs: dict[str, Document]) -> None:
     chunks = chunk_document(docs["gdpr_2016_679_chapter_v_international_transfers_en.txt"], SIZE, 0)
     assert all(nxt.start >= prev.end for prev, nxt in itertools.pairwise(chunks))
@@ -325,6 +337,7 @@ def test_offsets_are_absolute() -> None:
     assert [text[s - 100 : e - 100] for s, e in spans] == ["Première phrase.", "Seconde phrase."]
 
 
+@corpus_wide
 def test_back_matter_is_not_chunked(chunked: dict[str, list[Chunk]]) -> None:
     """Reference lists and markdown footnote definitions would outrank real passages in retrieval."""
     paper = chunked[PAPER]
@@ -343,6 +356,7 @@ def load_text(tmp_path: Path, name: str, text: str) -> Document:
     return load_document(path, tmp_path)
 
 
+@corpus_wide
 def test_benchmark_table_rows_are_chunks_under_their_header(
     docs: dict[str, Document], chunked_with_rows: dict[str, list[Chunk]], chunked: dict[str, list[Chunk]]
 ) -> None:
@@ -415,6 +429,7 @@ def test_html_table_rows_need_a_header_row(tmp_path: Path) -> None:
     assert layout == ["(a) le fournisseur d'un modèle", "(b) le déployeur"]  # a layout table keeps a block per row
 
 
+@corpus_wide
 def test_pdf_benchmark_rows_are_chunks_under_their_header(
     docs: dict[str, Document], chunked_with_rows: dict[str, list[Chunk]]
 ) -> None:
