@@ -1,6 +1,8 @@
-"""The answer chain, in LCEL: standalone question (only when the question leans on the history) →
-its translation into the corpus's other language (when the index holds one) → hybrid retrieval →
-numbered, tight excerpts → streamed generation → citation attribution."""
+"""The answer chain: standalone question (only when the question leans on the history) → its translation into
+the corpus's other language (when the index holds one) → hybrid retrieval → numbered, tight excerpts → streamed
+generation → citation attribution. Plain Python, not LCEL: each step decides whether the next runs (no passage
+means no generation) and the stream interleaves generation with verification; LangChain users get the parts as
+LangChain objects instead (rag.langchain: the retriever and the chat model)."""
 
 from __future__ import annotations
 
@@ -10,14 +12,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
-from langchain_core.runnables import RunnableLambda, RunnablePassthrough
 
 from rag.citations import AttributionConfig, Attributor, CitationStreamer, SentenceEncoder, build_passage_sentences
 from rag.generation import CONFLICT_NOTES, REFUSALS, ChatGenerator, GenerationRequest, Generator, select_excerpts
 from rag.language import LANGUAGES, Language, detect_language
 from rag.lexical import analyze
 from rag.retrieval import HybridRetriever
-from rag.schema import Answer, StreamEvent, Timings
+from rag.schema import Answer, Passage, StreamEvent, Timings
 from rag.translation import QueryTranslator
 from rag.verification import Verifier
 
@@ -60,20 +61,19 @@ class AnswerChain:
         self.verifier = verifier
         self.rewriter = rewriter
         self.translator = translator
-        self.prepare = RunnablePassthrough.assign(standalone=RunnableLambda(self._standalone)) | RunnableLambda(
-            self._retrieve
-        )
 
-    def _standalone(self, state: dict) -> str:
-        question, history = state["question"], state["history"]
+    def _standalone(self, question: str, history: Sequence[dict], generator: Generator) -> str:
         if not leans_on_history(question, history):
             return question
-        generator = state["generator"]
         rewriter = generator if isinstance(generator, ChatGenerator) else self.rewriter()
         if rewriter is None:  # no LLM at hand: the previous question gives the context
             previous = next((m["content"] for m in reversed(history) if m["role"] == "user"), "")
             return f"{previous} {question}".strip()
         return rewriter.rewrite(question, history, detect_language(question))
+
+    def retrieve(self, question: str, k: int, sources: Sequence[str] | None = None) -> list[Passage]:
+        """The passages for a self-contained question: translated for the bilingual search, then retrieved."""
+        return self._retrieve({"question": question, "standalone": question, "k": k, "sources": sources})["passages"]
 
     def _retrieve(self, state: dict) -> dict:
         language = detect_language(state["question"])
@@ -121,9 +121,8 @@ class AnswerChain:
         fallback_reason: str | None = None,
     ) -> Iterator[StreamEvent]:
         started = time.perf_counter()
-        state = self.prepare.invoke(
-            {"question": question, "history": list(history), "k": k, "sources": sources, "generator": generator}
-        )
+        state = {"question": question, "k": k, "sources": sources}
+        state = self._retrieve(state | {"standalone": self._standalone(question, list(history), generator)})
         language: Language = state["language"]
         passages = state["passages"]
         answer = Answer(
@@ -141,34 +140,8 @@ class AnswerChain:
             answer.answer, answer.refused, answer.passages = REFUSALS[language], True, []
             yield StreamEvent(type="token", text=answer.answer)
         else:
-            question = state["standalone"]
-            sentences = build_passage_sentences(self.encoder, passages, self.retriever.stored_sentences(passages))
-            # The retriever embedded this question a moment ago: the embedder gives it back from its cache.
-            question_vector = np.asarray(self.retriever.embed_query(question), dtype=np.float32)
-            translated = {
-                other: np.asarray(self.retriever.embed_query(text), dtype=np.float32)
-                for other, text in state["translations"].items()
-            }
-            request = GenerationRequest(question, language, passages, sentences, question_vector)
-            request.translated_vectors = translated
-            request.excerpts = select_excerpts(
-                sentences, question_vector, language, encoder=self.encoder, translated=translated
-            )
-            # Only what the generator was shown can support its answer.
-            attributor = Attributor(
-                self.encoder,
-                [sentences[p] for p in request.shown()],
-                self.attribution,
-                question=question,
-                language=language,
-                verifier=self.verifier,
-            )
-            streamer = CitationStreamer(
-                attributor,
-                refusal=REFUSALS[language],
-                drop_unsupported=self.drop_unsupported,
-                conflict_note=CONFLICT_NOTES[language],
-            )
+            request = self._request(state)
+            streamer = self._streamer(request)
             # Generation starts: an empty token says so, so a front end can show that the answer is being checked
             # and an HTTP stream can send its headers now (withholding, the first sentence may come much later).
             yield StreamEvent(type="token", text="")
@@ -186,6 +159,40 @@ class AnswerChain:
             total=_ms(started),
         )
         yield StreamEvent(type="final", answer=answer)
+
+    def _request(self, state: dict) -> GenerationRequest:
+        """What the generator is shown: the passages' sentences and the tight excerpts chosen for the question."""
+        question, language, passages = state["standalone"], state["language"], state["passages"]
+        sentences = build_passage_sentences(self.encoder, passages, self.retriever.stored_sentences(passages))
+        # The retriever embedded this question a moment ago: the embedder gives it back from its cache.
+        question_vector = np.asarray(self.retriever.embed_query(question), dtype=np.float32)
+        translated = {
+            other: np.asarray(self.retriever.embed_query(text), dtype=np.float32)
+            for other, text in state["translations"].items()
+        }
+        request = GenerationRequest(question, language, passages, sentences, question_vector)
+        request.translated_vectors = translated
+        request.excerpts = select_excerpts(
+            sentences, question_vector, language, encoder=self.encoder, translated=translated
+        )
+        return request
+
+    def _streamer(self, request: GenerationRequest) -> CitationStreamer:
+        """Verifies each generated sentence against what the generator was shown (and only that) as it ends."""
+        attributor = Attributor(
+            self.encoder,
+            [request.sentences[p] for p in request.shown()],
+            self.attribution,
+            question=request.question,
+            language=request.language,
+            verifier=self.verifier,
+        )
+        return CitationStreamer(
+            attributor,
+            refusal=REFUSALS[request.language],
+            drop_unsupported=self.drop_unsupported,
+            conflict_note=CONFLICT_NOTES[request.language],
+        )
 
 
 class _Stopwatch:

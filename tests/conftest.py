@@ -36,8 +36,6 @@ def _serialise_ast_parsing() -> None:
 _serialise_ast_parsing()
 
 
-
-
 UNIT_TESTS = Path(__file__).resolve().parent / "unit"
 
 
@@ -116,9 +114,6 @@ def chroma_server_url(tmp_path_factory: pytest.TempPathFactory):
         yield server.url
     finally:
         server.stop(timeout=10)
-
-
-
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import html
 import re
 from typing import Any
 
-from rag.schema import Answer, Citation, DocumentRecord
+from rag.schema import Answer, Citation, DocumentRecord, StartupStep
 from ui.i18n import t
 
 # Characters of the passage shown on each side of the quote before "show more context" is opened.
@@ -234,10 +234,10 @@ def documents_table(records: list[DocumentRecord], lang: str) -> dict[str, Any]:
     return {"headers": headers, "data": rows or [["", "", "", "", ""]]}
 
 
-def describe_step(step: tuple[str, dict[str, Any]], lang: str) -> str:
-    """What the service's start-up task is doing (its `step`: a key and its fields), in `lang`."""
-    key, fields = step
-    return t(lang, "status_starting" if key in ("starting", "ready") else f"step_{key}", **fields)
+def describe_step(step: StartupStep, lang: str) -> str:
+    """What the service's start-up task is doing, in `lang`."""
+    key = "status_starting" if step.stage in ("starting", "ready") else f"step_{step.stage}"
+    return t(lang, key, **step.model_dump(exclude={"stage"}))
 
 
 def render_starting(lang: str) -> str:
@@ -245,7 +245,7 @@ def render_starting(lang: str) -> str:
     return f'<p class="status preparing" role="status">⏳ {_esc(t(lang, "status_starting"))}</p>'
 
 
-def render_preparing(step: tuple[str, dict[str, Any]], lang: str) -> str:
+def render_preparing(step: StartupStep, lang: str) -> str:
     """The status line while the service prepares: what it is doing."""
     text = t(lang, "status_preparing", step=describe_step(step, lang))
     return f'<p class="status preparing" role="status" aria-label="{_esc(t(lang, "status_label"))}">⏳ {_esc(text)}</p>'

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
-from rag.schema import Answer, Citation, RefreshReport
+from rag.schema import Answer, Citation, RefreshReport, StartupStep
 from rag.settings import GeneratorName
 
 
@@ -273,5 +273,6 @@ class Readiness(BaseModel):
     generator_name: str
     fallback_reason: str | None = None
     starting: str | None = Field(None, description="What the startup task is doing, while it runs.")
+    step: StartupStep = Field(default_factory=StartupStep, description="The same, typed (for a client's own words).")
     missing: list[str] = Field(default_factory=list)
     startup_error: str | None = Field(None, description="Why the startup task (warm-up, first index) failed.")

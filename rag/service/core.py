@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import hmac
 import logging
-import re
 import threading
 import time
-import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +19,10 @@ from index.types import size_limit_reason
 from rag.errors import DocumentError, GeneratorUnavailable, IndexBusyError, RequestError
 from rag.lexical import LexicalIndex
 from rag.refresh import Refresher, build_lexical, documents_fingerprint, index_lock
-from rag.schema import Answer, DocumentRecord, Progress, RefreshReport, StreamEvent, UploadOutcome
+from rag.schema import Answer, DocumentRecord, Passage, Progress, RefreshReport, StreamEvent, UploadOutcome
+from rag.service.answering import AnswerCancelled, AnswerCounters, StoppableGenerator
 from rag.service.chat_models import make_chat_model
+from rag.service.documents import extracted_text, safe_filename
 from rag.service.locks import GenerationQueue, ReadWriteLock
 from rag.service.startup import STAGED_UPLOAD_SUFFIX, Startup
 from rag.settings import Settings
@@ -35,8 +34,6 @@ log = logging.getLogger(__name__)
 _LEXICAL_RECHECK_SECONDS = 2.0
 # Earlier turns kept for a follow-up, each cut to the question limit: the rewrite needs the recent context only.
 _HISTORY_TURNS = 10
-# File names are stored as given; most file systems cap a name at 255 bytes, and the staged copy adds a few.
-MAX_FILENAME_BYTES = 200
 
 
 class RagService:
@@ -270,7 +267,7 @@ class RagService:
         record = self.store.documents().get(source)
         if record is None:
             raise DocumentError(f"No indexed document {source!r}.", 404)
-        text = _extracted_text(record.path, record.root, record.content_hash)
+        text = extracted_text(record.path, record.root, record.content_hash)
         if text is None:
             return "", start
         lo = max(0, start - chars)
@@ -441,6 +438,12 @@ class RagService:
         assert final is not None  # the chain always ends with a final event
         return final
 
+    def retrieve(self, question: str, k: int = 5, sources: Sequence[str] | None = None) -> list[Passage]:
+        """The passages an answer to `question` would rest on, without generating one (rag.langchain's retriever):
+        the same bounds, translation for the bilingual search and hybrid retrieval as `ask_stream`, no history."""
+        question = self.check_question(question)
+        return self.chain.retrieve(question, k, sources)
+
     def readiness(self) -> dict[str, Any]:
         """Whether the index and the configured generator are loaded (for /readyz and the UI)."""
         generator = self._generators.get(self.settings.generator)
@@ -466,72 +469,3 @@ class RagService:
         generator, _ = self.generator()
         if self.settings.generator == "local" and isinstance(generator, ChatGenerator):
             generator.warm_prefix()
-
-
-class AnswerCancelled(Exception):
-    """The client asked to stop (it left); raised between generated tokens."""
-
-
-class StoppableGenerator:
-    """A generator whose token stream ends as soon as `cancel` is set."""
-
-    def __init__(self, inner: Any, cancel: threading.Event):
-        self._inner = inner
-        self._cancel = cancel
-        self.name = inner.name
-
-    def stream(self, request: Any) -> Iterator[str]:
-        for token in self._inner.stream(request):
-            if self._cancel.is_set():
-                raise AnswerCancelled()
-            yield token
-
-    def __getattr__(self, attribute: str) -> Any:
-        return getattr(self._inner, attribute)
-
-
-class AnswerCounters:
-    """Answers started, finished, cancelled (the client left) and failed, since the process started."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts = {"started": 0, "finished": 0, "cancelled": 0, "failed": 0}
-
-    def add(self, name: str) -> None:
-        with self._lock:
-            self._counts[name] += 1
-
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._counts)
-
-
-@lru_cache(maxsize=16)
-def _extracted_text(path: str, root: str, content_hash: str) -> str | None:
-    """A document's extracted text, if the file still has the content that was indexed."""
-    import hashlib
-
-    from index.loaders import load_document
-    from index.types import LoadError
-
-    try:
-        if hashlib.sha256(Path(path).read_bytes()).hexdigest() != content_hash:
-            return None
-        return load_document(Path(path), Path(root)).text
-    except (OSError, LoadError):
-        return None
-
-
-_UNSAFE = re.compile(r"[^\w.\- ]+", re.UNICODE)
-
-
-def safe_filename(filename: str) -> str:
-    """A plain file name: no directories, no traversal, no control or shell characters, no hidden files."""
-    name = unicodedata.normalize("NFC", filename.replace("\\", "/").split("/")[-1]).strip()
-    name = _UNSAFE.sub("_", name).strip(" .")
-    if not name or name in {".", ".."}:
-        raise DocumentError("Invalid file name.", 400)
-    size = len(name.encode("utf-8"))
-    if size > MAX_FILENAME_BYTES:
-        raise DocumentError(f"File name too long: {size} bytes in UTF-8 (limit {MAX_FILENAME_BYTES}).", 400)
-    return name

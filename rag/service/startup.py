@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag.errors import IndexBusyError
-from rag.schema import Progress
+from rag.schema import Progress, StartupStep
 
 if TYPE_CHECKING:
     from rag.service.core import RagService
@@ -29,14 +29,14 @@ STAGED_UPLOAD_SUFFIX = ".upload"
 class Startup:
     """Runs once, in a background thread, so a page or /healthz answers while the models load.
 
-    `step` is a machine-readable (key, fields) pair the front ends translate: "starting", "embeddings",
+    `step` is a typed `StartupStep` the front ends translate: "starting", "embeddings",
     "indexing" ({done, total, current}), "index_busy", "index", "generator" ({generator}), then "ready".
     """
 
     def __init__(self, service: RagService):
         self.service = service
         self.reconcile = True
-        self.step: tuple[str, dict[str, Any]] = ("starting", {})
+        self.step = StartupStep()
         self.error: str | None = None
         self.done = threading.Event()
         self._thread: threading.Thread | None = None
@@ -56,20 +56,20 @@ class Startup:
 
     def describe(self) -> str:
         """The step in plain English, for logs and /readyz."""
-        key, fields = self.step
+        step = self.step
         texts: dict[str, Callable[[], str]] = {
             "starting": lambda: "starting",
             "embeddings": lambda: "loading the embedding model",
-            "indexing": lambda: f"indexing the corpus, {fields['done']}/{fields['total']} files",
+            "indexing": lambda: f"indexing the corpus, {step.done}/{step.total} files",
             "index_busy": lambda: "another indexer holds the index lock",
             "index": lambda: "opening the index",
-            "generator": lambda: f"loading the {fields['generator']} generator",
+            "generator": lambda: f"loading the {step.generator} generator",
             "ready": lambda: "ready",
         }
-        return texts[key]()
+        return texts[step.stage]()
 
-    def _set(self, key: str, **fields: Any) -> None:
-        self.step = (key, fields)
+    def _set(self, stage: str, **fields: Any) -> None:
+        self.step = StartupStep(stage=stage, **fields)
         log.info("startup: %s", self.describe())
 
     def _run(self) -> None:

@@ -7,6 +7,7 @@ import pytest
 from fakes import scripted_chat_model
 
 from rag.errors import DocumentError, IndexBusyError
+from rag.schema import StartupStep
 
 ZEPHYR_FR = (
     "Le projet Zéphyr a été lancé en 2021 par la ville de Lyon. "
@@ -114,3 +115,41 @@ def test_a_chat_answer_keeps_verified_sentences_and_withholds_the_invented_one(f
     assert "2021" in answer.answer and "quarante" not in answer.answer
     assert [u.text for u in answer.unsupported] == ["Le projet a coûté quarante millions d'euros aux contribuables."]
     assert answer.citations[0].source == "zephyr.txt"
+
+
+def _record_steps(service) -> list[StartupStep]:
+    """Every step the start-up task reports, as the front ends would read them."""
+    seen: list[StartupStep] = []
+    report = service.startup._set
+
+    def record(stage: str, **fields) -> None:
+        report(stage, **fields)
+        seen.append(service.startup.step)
+
+    service.startup._set = record  # type: ignore[method-assign]
+    return seen
+
+
+def test_start_up_reconciles_the_corpus_and_reports_typed_steps(fake_service) -> None:
+    service = fake_service()
+    _write(service, "zephyr.txt", ZEPHYR_FR)
+    (service.settings.corpus_dir / ".left.txt.upload").write_text("half an upload", encoding="utf-8")
+    seen = _record_steps(service)
+    service.startup.start()
+    assert service.startup.done.wait(30) and service.startup.error is None
+    stages = [step.stage for step in seen]
+    assert stages[:2] == ["embeddings", "indexing"] and stages[-2:] == ["generator", "ready"]
+    assert StartupStep(stage="indexing", done=1, total=1, current="zephyr.txt") in seen
+    assert [r.source for r in service.documents()] == ["zephyr.txt"]
+    assert not (service.settings.corpus_dir / ".left.txt.upload").exists()  # a crashed upload's leftovers go
+
+
+def test_start_up_leaves_the_index_to_another_indexer(fake_service) -> None:
+    service = fake_service()
+    seen = _record_steps(service)
+    with service._indexing():
+        service.startup.start()
+        assert service.startup.done.wait(30)
+    assert "index_busy" in [step.stage for step in seen]
+    assert service.startup.step.stage == "ready" and service.startup.error is None
+    assert service.startup.describe() == "ready"

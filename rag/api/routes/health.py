@@ -33,7 +33,9 @@ async def readyz(service: Service) -> JSONResponse:
     if starting:
         missing.append(starting)
     ready = not missing  # a failed start-up is reported, but the index that exists still answers
-    body = Readiness(ready=ready, missing=missing, starting=starting, startup_error=startup.error, **found)
+    body = Readiness(
+        ready=ready, missing=missing, starting=starting, step=startup.step, startup_error=startup.error, **found
+    )
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
 
