@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from filelock import FileLock, Timeout
 from langchain_core.embeddings import Embeddings
 
+from rag.materialise import materialise
 from rag.settings import DEFAULT_EMBEDDING_MODEL, Settings
 
 if TYPE_CHECKING:
@@ -481,24 +481,19 @@ def materialise_e5(
     """
     target = Path(target)
     progress: ProgressCallback = on_progress or (lambda _message: None)
-    if _is_complete(target):
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(target.with_suffix(".lock"))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        progress(f"waiting for another process that is preparing {target.name}")
-        lock.acquire()
-    try:
-        if _is_complete(target):  # another process finished while we waited
-            return target
+
+    def build() -> None:
         progress(f"preparing the embedding model {target.name} (done once, takes seconds)")
         _build(target, weights or _bundled_weights(), tokenizer_json or _bundled_tokenizer(), progress)
         progress(f"embedding model ready in {target}")
-        return target
-    finally:
-        lock.release()
+
+    return materialise(
+        target,
+        complete=lambda: _is_complete(target),
+        build=build,
+        lock_path=target.with_suffix(".lock"),
+        on_wait=lambda: progress(f"waiting for another process that is preparing {target.name}"),
+    )
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from filelock import FileLock, Timeout
+from filelock import Timeout
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import LangSmithParams
 from langchain_core.language_models.chat_models import BaseChatModel
@@ -37,6 +37,8 @@ from langchain_core.messages import (
 )
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import ConfigDict, Field, PrivateAttr
+
+from rag.materialise import materialise
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -174,32 +176,27 @@ def ensure_gguf(models_dir: Path, on_progress: ProgressCallback | None = None) -
     """
     models_dir = Path(models_dir)
     target = models_dir / GGUF_FILENAME
-    if _is_verified(target):
-        if on_progress:
-            on_progress(GGUF_SIZE, GGUF_SIZE)
-        return target
-    models_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(target) + ".lock", timeout=_LOCK_TIMEOUT_S)
     try:
-        lock.acquire()
+        materialise(
+            target,
+            complete=lambda: _is_verified(target),
+            build=lambda: _assemble(models_dir, target, on_progress),
+            lock_path=Path(str(target) + ".lock"),
+            wait_seconds=_LOCK_TIMEOUT_S,
+        )
     except Timeout as exc:
         raise ModelUnavailable(f"another process has been assembling {target} for {_LOCK_TIMEOUT_S} s") from exc
-    try:
-        return _ensure_locked(models_dir, target, on_progress)
-    finally:
-        lock.release()
+    if on_progress:
+        on_progress(GGUF_SIZE, GGUF_SIZE)
+    return target
 
 
-def _ensure_locked(models_dir: Path, target: Path, on_progress: ProgressCallback | None) -> Path:
-    """The body of ensure_gguf, run while holding the lock (so re-checks what another process may have done)."""
-    if _is_verified(target):  # another process finished while we waited
-        if on_progress:
-            on_progress(GGUF_SIZE, GGUF_SIZE)
-        return target
+def _assemble(models_dir: Path, target: Path, on_progress: ProgressCallback | None) -> None:
+    """Put the verified GGUF at `target` (run under the lock, once `target` was found missing or unverified)."""
     # A file put there by hand (or whose sidecar write was interrupted): verify it once rather than rebuild.
     if target.is_file() and target.stat().st_size == GGUF_SIZE and _hash_file(target, on_progress) == GGUF_SHA256:
         _write_sidecar(target)
-        return target
+        return
 
     parts = find_part_paths()
     total = sum(p.stat().st_size for p in parts)
@@ -228,7 +225,6 @@ def _ensure_locked(models_dir: Path, target: Path, on_progress: ProgressCallback
         tmp.unlink(missing_ok=True)
         raise
     _write_sidecar(target)
-    return target
 
 
 # ------------------------------------------------------------------------------------------- GGUF metadata
