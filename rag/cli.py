@@ -80,11 +80,11 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     service = RagService(settings)
     status = service.status()
     if args.json:
-        status["documents_list"] = [vars(r) for r in service.documents()]
-        print(json.dumps(status, ensure_ascii=False))
+        shown = status.model_dump() | {"documents_list": [vars(r) for r in service.documents()]}
+        print(json.dumps(shown, ensure_ascii=False))
         return 0
-    print(f"{status['documents']} documents, {status['chunks']} chunks (lexical {status['lexical_chunks']})")
-    print(f"embedding model {status['embedding_model']} ({status['dimension']} dims), store {status['store']}")
+    print(f"{status.documents} documents, {status.chunks} chunks (lexical {status.lexical_chunks})")
+    print(f"embedding model {status.embedding_model} ({status.dimension} dims), store {status.store}")
     for record in service.documents():
         print(f"  {record.source:<70} {record.kind:<4} {record.chunks:>4} chunks  {record.indexed_at}")
     return 0

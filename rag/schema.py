@@ -95,6 +95,29 @@ class Answer(BaseModel):
     timings_ms: Timings = Field(default_factory=Timings)
 
 
+class IndexState(BaseModel):
+    """What is indexed, and where (`RagService.status`)."""
+
+    documents: int
+    chunks: int
+    lexical_chunks: int = Field(description="Chunks the BM25 index holds: equal to `chunks` when in step.")
+    embedding_model: str
+    dimension: int
+    store: str = Field(description="The Chroma folder, or the Chroma server's URL.")
+    collection: str
+    corpus_dir: str
+    last_indexed: str | None = None
+
+
+class GeneratorState(BaseModel):
+    """Whether the index and the configured generator are loaded (`RagService.readiness`)."""
+
+    index: bool
+    generator: bool
+    generator_name: str
+    fallback_reason: str | None = None
+
+
 class StartupStep(BaseModel):
     """What the start-up task is doing, typed: each front end words it in its own language from `stage`."""
 

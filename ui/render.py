@@ -10,7 +10,7 @@ import html
 import re
 from typing import Any
 
-from rag.schema import Answer, Citation, DocumentRecord, StartupStep
+from rag.schema import Answer, Citation, DocumentRecord, GeneratorState, IndexState, StartupStep
 from ui.i18n import t
 
 # Characters of the passage shown on each side of the quote before "show more context" is opened.
@@ -257,20 +257,18 @@ def render_failed(error: str, lang: str) -> str:
     return f'<p class="status failed" role="alert" aria-label="{_esc(t(lang, "status_label"))}">{_esc(text)}</p>'
 
 
-def render_ready(status: dict[str, Any], readiness: dict[str, Any], generator: str, lang: str) -> str:
+def render_ready(status: IndexState, readiness: GeneratorState, generator: str, lang: str) -> str:
     """The status line once prepared: documents and passages (`service.status()`), the generator answering and
     why it stands in for the configured `generator`, if it does (`service.readiness()`)."""
-    documents = status["documents"]
+    documents = status.documents
     if not documents:
         text = t(lang, "status_no_docs")
     else:
         counted = t(lang, "documents_one") if documents == 1 else t(lang, "documents_many", n=documents)
-        text = t(
-            lang, "status_ready", documents=counted, chunks=status["chunks"], generator=readiness["generator_name"]
-        )
+        text = t(lang, "status_ready", documents=counted, chunks=status.chunks, generator=readiness.generator_name)
     detail = ""
-    if readiness.get("fallback_reason"):
-        reason = t(lang, "status_fallback", generator=generator, reason=readiness["fallback_reason"])
+    if readiness.fallback_reason:
+        reason = t(lang, "status_fallback", generator=generator, reason=readiness.fallback_reason)
         detail = f'<span class="detail">{_esc(reason)}</span>'
     label = _esc(t(lang, "status_label"))
     return f'<p class="status" role="status" aria-label="{label}">✓ {_esc(text)}{detail}</p>'

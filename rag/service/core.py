@@ -19,7 +19,17 @@ from index.types import size_limit_reason
 from rag.errors import DocumentError, GeneratorUnavailable, IndexBusyError, RequestError
 from rag.lexical import LexicalIndex
 from rag.refresh import Refresher, build_lexical, documents_fingerprint, index_lock
-from rag.schema import Answer, DocumentRecord, Passage, Progress, RefreshReport, StreamEvent, UploadOutcome
+from rag.schema import (
+    Answer,
+    DocumentRecord,
+    GeneratorState,
+    IndexState,
+    Passage,
+    Progress,
+    RefreshReport,
+    StreamEvent,
+    UploadOutcome,
+)
 from rag.service.answering import AnswerCancelled, AnswerCounters, StoppableGenerator
 from rag.service.chat_models import make_chat_model
 from rag.service.documents import extracted_text, safe_filename
@@ -194,20 +204,20 @@ class RagService:
         self._lexical = current
         self._lexical_checked = time.monotonic()
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> IndexState:
         store = self.store
         records = store.documents()
-        return {
-            "documents": len(records),
-            "chunks": store.count(),
-            "lexical_chunks": len(self.lexical()),
-            "embedding_model": self.embedder.model_name,
-            "dimension": self.embedder.dimension,
-            "store": self.settings.chroma_url or str(self.settings.chroma_dir),
-            "collection": self.settings.collection,
-            "corpus_dir": str(self.settings.corpus_dir),
-            "last_indexed": max((r.indexed_at for r in records.values()), default=None),
-        }
+        return IndexState(
+            documents=len(records),
+            chunks=store.count(),
+            lexical_chunks=len(self.lexical()),
+            embedding_model=self.embedder.model_name,
+            dimension=self.embedder.dimension,
+            store=self.settings.chroma_url or str(self.settings.chroma_dir),
+            collection=self.settings.collection,
+            corpus_dir=str(self.settings.corpus_dir),
+            last_indexed=max((r.indexed_at for r in records.values()), default=None),
+        )
 
     def documents(self) -> list[DocumentRecord]:
         return sorted(self.store.documents().values(), key=lambda r: r.source)
@@ -444,15 +454,15 @@ class RagService:
         question = self.check_question(question)
         return self.chain.retrieve(question, k, sources)
 
-    def readiness(self) -> dict[str, Any]:
+    def readiness(self) -> GeneratorState:
         """Whether the index and the configured generator are loaded (for /readyz and the UI)."""
         generator = self._generators.get(self.settings.generator)
-        return {
-            "index": self._store is not None and self._lexical is not None,
-            "generator": generator is not None,
-            "generator_name": generator.name if generator else self.settings.generator,
-            "fallback_reason": self._fallbacks.get(self.settings.generator),
-        }
+        return GeneratorState(
+            index=self._store is not None and self._lexical is not None,
+            generator=generator is not None,
+            generator_name=generator.name if generator else self.settings.generator,
+            fallback_reason=self._fallbacks.get(self.settings.generator),
+        )
 
     def warm_up(self) -> None:
         """Load what a first question needs, in this thread (benches, tests); servers use `startup` instead."""

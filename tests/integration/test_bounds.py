@@ -190,4 +190,4 @@ def test_a_damaged_lexical_index_is_rebuilt_and_answers(make_settings, embedder,
     answer = restarted.ask("Où le projet Zéphyr a-t-il été lancé ?")
     assert "zephyr.txt" in {c.source for c in answer.citations}
     status = restarted.status()
-    assert status["lexical_chunks"] == status["chunks"]
+    assert status.lexical_chunks == status.chunks

@@ -26,6 +26,8 @@ def test_refresh_indexes_the_corpus_and_an_answer_cites_the_exact_passage(fake_s
     _write(service, "harbour.txt", HARBOUR_EN)
     report = service.refresh()
     assert (report.added, report.documents) == (2, 2)
+    status = service.status()
+    assert (status.documents, status.lexical_chunks) == (2, status.chunks)  # BM25 in step with the store
 
     answer = service.ask("When did the Harbour bridge open?")
     assert not answer.refused and answer.citations

@@ -28,13 +28,18 @@ async def healthz() -> Health:
 async def readyz(service: Service) -> JSONResponse:
     found = service.readiness()
     startup = service.startup
-    missing = [name for name in ("index", "generator") if not found[name]]
+    missing = [name for name, loaded in (("index", found.index), ("generator", found.generator)) if not loaded]
     starting = startup.describe() if startup.running else None
     if starting:
         missing.append(starting)
     ready = not missing  # a failed start-up is reported, but the index that exists still answers
     body = Readiness(
-        ready=ready, missing=missing, starting=starting, step=startup.step, startup_error=startup.error, **found
+        **found.model_dump(),
+        ready=ready,
+        missing=missing,
+        starting=starting,
+        step=startup.step,
+        startup_error=startup.error,
     )
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 

@@ -41,8 +41,8 @@ async def refresh(state: State, request: Annotated[RefreshRequest | None, Body()
 )
 async def index_status(state: State) -> IndexStatus:
     status = await run_in_threadpool(state.service.status)
-    shown = status | {
+    shown = status.model_dump() | {
         "store": "server" if state.service.settings.chroma_url else "embedded",
-        "corpus_dir": Path(status["corpus_dir"]).name,
+        "corpus_dir": Path(status.corpus_dir).name,
     }
     return IndexStatus(**shown, activity=state.activity)
