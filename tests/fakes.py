@@ -155,7 +155,7 @@ class MemoryBackend:
             self.live = MemoryStore("live", model_name, dimension)
         return self.live
 
-    def swap_in(self, built: MemoryStore) -> MemoryStore:  # type: ignore[override]
+    def swap_in(self, built: MemoryStore) -> MemoryStore:
         built.name = "live"
         self.live = built
         return built
