@@ -106,7 +106,7 @@ class IndexState(BaseModel):
     store: str = Field(description="The Chroma folder, or the Chroma server's URL.")
     collection: str
     corpus_dir: str
-    last_indexed: str | None = None
+    last_indexed: str | None
 
 
 class GeneratorState(BaseModel):

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
-from rag.schema import Answer, Citation, RefreshReport, StartupStep
+from rag.schema import Answer, Citation, GeneratorState, IndexState, RefreshReport, StartupStep
 from rag.settings import GeneratorName
 
 
@@ -239,16 +239,11 @@ class IndexActivity(BaseModel):
     last_error: str | None = None
 
 
-class IndexStatus(BaseModel):
-    documents: int
-    chunks: int
-    lexical_chunks: int
-    embedding_model: str
-    dimension: int
+class IndexStatus(IndexState):
+    """The service's `IndexState` as shown to clients: no server paths, and the indexing run in progress."""
+
     store: Literal["embedded", "server"] = Field(description="Chroma in the data folder, or a Chroma server.")
-    collection: str
     corpus_dir: str = Field(description="The corpus folder's name (no server paths are shown).")
-    last_indexed: str | None
     activity: IndexActivity
 
 
@@ -266,12 +261,8 @@ class Health(BaseModel):
     status: Literal["ok"] = "ok"
 
 
-class Readiness(BaseModel):
+class Readiness(GeneratorState):
     ready: bool
-    index: bool
-    generator: bool
-    generator_name: str
-    fallback_reason: str | None = None
     starting: str | None = Field(None, description="What the startup task is doing, while it runs.")
     step: StartupStep = Field(default_factory=StartupStep, description="The same, typed (for a client's own words).")
     missing: list[str] = Field(default_factory=list)
