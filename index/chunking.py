@@ -201,9 +201,10 @@ def chunk_document(
 
     The first chunk of a section opens with its heading; consecutive chunks of a section share the last whole
     sentence(s) fitting in `overlap` characters. Sentences of 40+ characters already seen earlier in the
-    document are not indexed again. With `table_row_chunks`, each data row of a table with a header is also a
-    chunk of its own, under that header (off by default: measured on unseen questions, the extra chunks took
-    places from better passages more often than they found a row; docs/evaluation.md).
+    document are not indexed again. Each data row of a table of records (`Block.records`: a sheet, a CSV file)
+    is also a chunk of its own, under that header; with `table_row_chunks`, so is each data row of any table
+    with a header (off by default: measured on unseen questions, the extra chunks took places from better
+    passages more often than they found a row; docs/evaluation.md).
     """
     if chunk_size <= 0 or not 0 <= overlap < chunk_size:
         raise ValueError("need chunk_size > 0 and 0 <= overlap < chunk_size")
@@ -218,8 +219,7 @@ def chunk_document(
         paragraphs = _section_units(text, section, chunk_size, seen)
         if any(not unit.skip for para in paragraphs for unit in para):
             spans.extend((s, e, section.path) for s, e in _pack(section, paragraphs, prefix, chunk_size, overlap))
-            if table_row_chunks:
-                spans.extend(_row_spans(text, section, chunk_size))
+            spans.extend(_row_spans(text, section, chunk_size, every_table=table_row_chunks))
             prefix = None
             continue
         if section.heading is None:
@@ -293,12 +293,15 @@ def table_header(text: str, block: Block) -> str:
     return " ".join(text[block.header[0] : block.header[1]].split()).strip("| ")
 
 
-def _row_spans(text: str, section: _Section, chunk_size: int) -> list[tuple[int, int, tuple[str, ...]]]:
-    """Each data row of a table with a header, as its own chunk under the header: a question answered by
-    one row ("AIME 2024 | 79.8") matches that row far better than the whole table it is packed in."""
+def _row_spans(
+    text: str, section: _Section, chunk_size: int, every_table: bool
+) -> list[tuple[int, int, tuple[str, ...]]]:
+    """Each data row of a table of records (a sheet), or of every table with a header when `every_table`, as
+    its own chunk under the header: a question answered by one row ("AIME 2024 | 79.8") matches that row far
+    better than the whole table it is packed in."""
     spans: list[tuple[int, int, tuple[str, ...]]] = []
     for block in section.body:
-        if block.header is None:
+        if block.header is None or not (block.records or every_table):
             continue
         header_end = block.header[1]
         title = table_header(text, block)

@@ -28,10 +28,14 @@ class LoadError(Exception):
 class Block:
     """A structural unit of extracted text: `text[start:end]` of its document.
 
-    `heading_level` is 0 for body text and 1..6 for a heading; `page` is 1-based for PDF, else None.
+    `heading_level` is 0 for body text and 1..6 for a heading; `page` is 1-based: the PDF page, the slide of a
+    presentation, the sheet of a workbook; None where the format has none.
     `table` marks a table, one row per line (chunking cuts it between rows, never mid-row); `header` is
-    the span of its header row(s) in the document text, when it has one: each data row is then also
+    the span of its header row(s) in the document text, when it has one: each data row can then also be
     indexed on its own, under that header, so a question answered by one row finds that row.
+    `records` marks a table whose rows are records (a sheet, a CSV file: a row is a whole fact, met by a
+    question only with its header): chunking always gives each of its data rows a chunk of its own under the
+    header, where other tables get one only with the `table_row_chunks` setting.
     """
 
     start: int
@@ -40,6 +44,7 @@ class Block:
     page: int | None = None
     table: bool = False
     header: tuple[int, int] | None = None
+    records: bool = False
 
 
 @dataclass

@@ -38,7 +38,9 @@ class Settings(BaseSettings):
     chunk_size: int = Field(1000, ge=200, description="Target chunk length in characters.")
     chunk_overlap: int = Field(150, ge=0, description="Characters of the previous chunk repeated at the start.")
     table_row_chunks: bool = Field(
-        False, description="Also index each table row as a chunk under its header (off: it cost unseen questions)."
+        False,
+        description="Also index each row of every table as a chunk under its header (off: it cost unseen "
+        "questions); a sheet's or CSV file's rows always are.",
     )
 
     # retrieval

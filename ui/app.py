@@ -172,6 +172,11 @@ def _header() -> Header:
     return Header(header, language, status, gr.Timer(1.0, active=True))
 
 
+def _upload_types(service: RagService) -> str:
+    """The file types the upload accepts, as its label lists them: the loaders' suffixes ("txt, md, ...")."""
+    return ", ".join(suffix.lstrip(".") for suffix in service.supported_suffixes)
+
+
 def _chat_tab(settings: Settings) -> Chat:
     """The conversation, the question row, its actions and settings; the source card beside them."""
     en = STRINGS["en"]
@@ -257,7 +262,7 @@ def _write_controls(service: RagService, handlers: Handlers) -> dict[str, Any]:
     """Upload, delete (with its confirmation) and re-index: the controls that change the index."""
     en = STRINGS["en"]
     upload = gr.File(
-        label=t("en", "upload_label", limit=handlers.limit_in("en")),
+        label=t("en", "upload_label", limit=handlers.limit_in("en"), types=_upload_types(service)),
         file_count="multiple",
         file_types=list(service.supported_suffixes),
         type="filepath",
@@ -394,7 +399,10 @@ def _labels(h: Handlers, header: Header, chat: Chat, docs: Documents) -> list[tu
         (chat.generator, lambda lang: gr.Radio(label=t(lang, "generator"), info=t(lang, "generator_info"))),
         (chat.k, lambda lang: gr.Slider(label=t(lang, "k"), info=t(lang, "k_info"))),
         (docs.heading, lambda lang: f"### {t(lang, 'docs_heading')}"),
-        (docs.upload, lambda lang: gr.File(label=t(lang, "upload_label", limit=h.limit_in(lang)))),
+        (
+            docs.upload,
+            lambda lang: gr.File(label=t(lang, "upload_label", limit=h.limit_in(lang), types=_upload_types(h.service))),
+        ),
         (docs.key_field, lambda lang: gr.Textbox(label=t(lang, "key_label"), info=t(lang, "key_info"))),
         (docs.unlock, lambda lang: gr.Button(t(lang, "unlock"))),
         (docs.replace, lambda lang: gr.Checkbox(label=t(lang, "replace"))),

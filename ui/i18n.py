@@ -82,7 +82,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "col_chunks": "Passages",
         "col_size": "Size",
         "col_indexed": "Indexed at",
-        "upload_label": "Add documents: drop files here (txt, md, html, pdf; at most {limit} each)",
+        "upload_label": "Add documents: drop files here ({types}; at most {limit} each)",
         "replace": "Replace a document of the same name",
         "delete_label": "Document to delete",
         "delete": "Delete…",
@@ -183,8 +183,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "col_chunks": "Passages",
         "col_size": "Taille",
         "col_indexed": "Indexé le",
-        "upload_label": "Ajouter des documents : déposez des fichiers ici (txt, md, html, pdf ; "
-        "{limit} au plus chacun)",
+        "upload_label": "Ajouter des documents : déposez des fichiers ici ({types} ; {limit} au plus chacun)",
         "replace": "Remplacer un document du même nom",
         "delete_label": "Document à supprimer",
         "delete": "Supprimer…",

@@ -3,8 +3,9 @@
 Every format goes through the same contract: `text[block.start:block.end]` is the block's text, blocks are in
 order and never overlap, and any file we cannot index raises `LoadError` with a short reason for the user.
 
-One module a format (text, markdown, html, pdf), each with a loader that turns a file's bytes into
-(title, text, blocks); `_FORMATS` maps a suffix to its loader, so a new format is a module and a line there.
+One module a format (text, markdown, html, pdf; word, slides, sheets, opendocument, epub, mail, which share
+`office`), each with a loader that turns a file's bytes into (title, text, blocks); `_FORMATS` maps a suffix to
+its loader, so a new format is a module and a line there.
 """
 
 from __future__ import annotations
@@ -21,10 +22,16 @@ from index.loaders.common import (
     Bounds,
     Extracted,
 )
+from index.loaders.epub import load_epub
 from index.loaders.html import load_html
+from index.loaders.mail import load_eml
 from index.loaders.markdown import load_markdown
+from index.loaders.opendocument import load_odp, load_ods, load_odt
 from index.loaders.pdf import load_pdf
+from index.loaders.sheets import load_csv, load_xlsx
+from index.loaders.slides import load_pptx
 from index.loaders.text import decode_text, load_txt
+from index.loaders.word import load_docx
 from index.types import Document, LoadError
 
 __all__ = [
@@ -39,7 +46,8 @@ __all__ = [
 
 Loader = Callable[[bytes, Bounds], Extracted]
 
-# Suffix -> (the Document's kind, its loader). Every loader gets the bounds; only PDF has a use for them.
+# Suffix -> (the Document's kind, its loader). Every loader gets the bounds; PDF, and the formats whose text can
+# outgrow their file (sheets, archives), hold to them.
 _FORMATS: dict[str, tuple[str, Loader]] = {
     ".txt": ("txt", load_txt),
     ".md": ("md", load_markdown),
@@ -47,6 +55,15 @@ _FORMATS: dict[str, tuple[str, Loader]] = {
     ".html": ("html", load_html),
     ".htm": ("html", load_html),
     ".pdf": ("pdf", load_pdf),
+    ".docx": ("docx", load_docx),
+    ".pptx": ("pptx", load_pptx),
+    ".xlsx": ("xlsx", load_xlsx),
+    ".csv": ("csv", load_csv),
+    ".odt": ("odt", load_odt),
+    ".odp": ("odp", load_odp),
+    ".ods": ("ods", load_ods),
+    ".epub": ("epub", load_epub),
+    ".eml": ("eml", load_eml),
 }
 
 SUPPORTED_SUFFIXES: tuple[str, ...] = tuple(_FORMATS)
@@ -63,7 +80,8 @@ def load_document(
 ) -> Document:
     """Read and extract one file; a file that cannot be indexed raises LoadError, never anything else.
 
-    The `max_*` bounds apply to PDF extraction, checked while it runs so a bomb stops at its first page.
+    The `max_*` bounds apply to PDF extraction, checked while it runs so a bomb stops at its first page, and
+    `max_document_chars` and `max_extraction_seconds` to the office formats (a million-row sheet stops there).
     """
     suffix = path.suffix.lower()
     if suffix not in _FORMATS:

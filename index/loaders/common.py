@@ -4,9 +4,11 @@ exact offsets, with the line tests (sentence ends, point markers, legal labels) 
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from index.types import Block
+from index.types import Block, LoadError
 
 # Bounds of PDF extraction, the one format whose text can be far larger than its file: pages can share one
 # content stream, so a 46 KB file can extract to 92 million characters. A file over a bound is a LoadError.
@@ -60,15 +62,43 @@ _LEGAL_LEVELS = {
 
 @dataclass
 class Builder:
-    """Accumulates block texts into one document text, recording exact offsets."""
+    """Accumulates block texts into one document text, recording exact offsets.
+
+    Given `bounds`, it holds the text to `bounds.max_document_chars` and the extraction to
+    `bounds.max_extraction_seconds` (from its creation): past either, `check` (called by `add`) raises a LoadError
+    naming `what` (".xlsx"). Formats whose text can be far larger than their file (sheets, archives) pass them.
+    """
 
     parts: list[str] = field(default_factory=list)
     blocks: list[Block] = field(default_factory=list)
     length: int = 0
+    bounds: Bounds | None = None
+    what: str = "document"
+    started: float = field(default_factory=time.monotonic)
 
-    def add(self, text: str, level: int = 0, page: int | None = None, header_rows: int | None = None) -> None:
+    def check(self, pending: int = 0) -> None:
+        """Raise when the text, plus `pending` characters read but not added yet, or the time spent is over
+        the bounds; a loader reading rows calls it as it reads, so a million-row sheet stops at its bound."""
+        if self.bounds is None:
+            return
+        limit = self.bounds.max_document_chars
+        if self.length + pending > limit:
+            raise LoadError(f"{self.what} too large: over {limit} characters of text")
+        seconds = self.bounds.max_extraction_seconds
+        if time.monotonic() - self.started > seconds:
+            raise LoadError(f"{self.what} extraction too slow: over {seconds:g} s")
+
+    def add(
+        self,
+        text: str,
+        level: int = 0,
+        page: int | None = None,
+        header_rows: int | None = None,
+        records: bool = False,
+    ) -> None:
         """`header_rows` makes the block a table (one row per line) whose first `header_rows` lines are its
-        header; None for anything else."""
+        header; None for anything else. `records` marks a table whose rows are records (a sheet): each data
+        row is then always also a chunk of its own under the header (see `Block.records`)."""
         text = text.strip()
         if not text:
             return
@@ -83,8 +113,20 @@ class Builder:
         if header_rows and text.count("\n") >= header_rows:  # a header with at least one row under it
             head = "\n".join(text.split("\n")[:header_rows]).rstrip()
             header = (start, start + len(head))
-        self.blocks.append(Block(start, start + len(text), level, page, header_rows is not None, header))
+        is_table = header_rows is not None
+        self.blocks.append(Block(start, start + len(text), level, page, is_table, header, records and is_table))
         self.length += len(text)
+        self.check()
+
+    def extend(self, text: str, blocks: Iterable[Block], shift: int = 0) -> None:
+        """Append the blocks of another extraction (an e-mail's attachment), headings `shift` levels deeper."""
+        for block in blocks:
+            piece = text[block.start : block.end]
+            header_rows = None
+            if block.table:
+                header_rows = piece[: block.header[1] - block.start].count("\n") + 1 if block.header else 0
+            level = min(block.heading_level + shift, 6) if block.heading_level else 0
+            self.add(piece, level, block.page, header_rows, block.records)
 
     def text(self) -> str:
         return "".join(self.parts)

@@ -296,19 +296,26 @@ def _merge_eurlex(blocks: list[_HtmlBlock]) -> list[_HtmlBlock]:
 
 def load_html(data: bytes, _bounds: Bounds) -> Extracted:
     """Visible text of an HTML page (selectolax); headings and block elements become blocks."""
+    builder = Builder()
+    title = add_html(builder, read_text(data, decode_html))
+    if not title:
+        text = builder.text()
+        title = next((collapse(text[b.start : b.end]) for b in builder.blocks if b.heading_level == 1), "")
+    return title, builder.text(), builder.blocks
+
+
+def add_html(builder: Builder, markup: str) -> str:
+    """Add the visible text of an HTML page (decoded) to `builder` as blocks; its <title>, or "". Formats that
+    hold HTML (an EPUB's chapters, an e-mail's HTML body) go through here, so they read it as a page is read."""
     from selectolax.lexbor import LexborHTMLParser
 
-    tree = LexborHTMLParser(read_text(data, decode_html))
+    tree = LexborHTMLParser(markup)
     title_node = tree.css_first("title")
     title = collapse(title_node.text(deep=True) or "") if title_node is not None else ""
     walker = _HtmlWalker()
     root = tree.body or tree.root
     if root is not None:
         walker.walk(root)
-    builder = Builder()
     for block in _merge_eurlex(walker.finish()):
         builder.add(block.text, level=block.level, header_rows=block.header_rows)
-    if not title:
-        text = builder.text()
-        title = next((collapse(text[b.start : b.end]) for b in builder.blocks if b.heading_level == 1), "")
-    return title, builder.text(), builder.blocks
+    return title

@@ -53,8 +53,16 @@ def decode_html(data: bytes) -> str:
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:
-        name = declared.group(1).decode("ascii").lower()
-        name = "cp1252" if name in {"iso-8859-1", "latin-1", "latin1", "us-ascii", "ascii"} else name  # as browsers do
+        return decode_declared(data, declared.group(1).decode("ascii"))
+    return decode_text(data)
+
+
+def decode_declared(data: bytes, charset: str | None) -> str:
+    """Bytes whose charset is declared (an HTML page's <meta>, an e-mail part's header): decoded by it when it
+    decodes them, else guessed as by `decode_text`; ISO-8859-1 and ASCII are read as cp1252, as browsers do."""
+    if charset:
+        name = charset.strip().lower()
+        name = "cp1252" if name in {"iso-8859-1", "latin-1", "latin1", "us-ascii", "ascii"} else name
         try:
             return _normalise_text(data.decode(name))
         except (LookupError, UnicodeDecodeError):
@@ -162,9 +170,13 @@ def read_text(data: bytes, decode: Callable[[bytes], str] = decode_text) -> str:
 def load_txt(data: bytes, _bounds: Bounds) -> Extracted:
     """Plain text keeps the decoded file as `text`; blocks are located in it by offset."""
     text = read_text(data).replace("\f", "\n")
-    runs = _txt_runs(text)
-    paragraphs = [span for run in runs for span in _txt_paragraphs(text, run)]
-    return "", text, _txt_blocks(text, paragraphs)
+    return "", text, text_blocks(text)
+
+
+def text_blocks(text: str) -> list[Block]:
+    """The blocks of decoded plain text (paragraphs, headings), located in it by offset."""
+    paragraphs = [span for run in _txt_runs(text) for span in _txt_paragraphs(text, run)]
+    return _txt_blocks(text, paragraphs)
 
 
 def _txt_runs(text: str) -> list[list[tuple[int, int]]]:

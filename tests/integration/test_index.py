@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from harness import RELATED, REPO
+from office_samples import docx_bytes, pptx_bytes
 from samples import pdf_bomb
 
 from index import discovery
@@ -307,3 +308,55 @@ def test_files_over_the_size_limit_are_skipped(small):
     assert (report.added, report.unchanged) == (0, 3)
     assert "big.txt" not in {r.source for r in small.documents()}
     assert size_limit_reason(20 * 1024 * 1024 + 1, 20 * 1024 * 1024) == "too large: 20.0 MB, limit 20 MB"
+
+
+# --- office files -----------------------------------------------------------------------------------------
+
+
+def _suppliers_workbook() -> bytes:
+    """A workbook whose second sheet lists suppliers, one row a supplier."""
+    import io
+
+    import openpyxl
+
+    workbook = openpyxl.Workbook()
+    workbook.active.title = "Sommaire"
+    workbook.active.append(["Classeur des achats du projet Héliodore, mis à jour chaque mois."])
+    suppliers = workbook.create_sheet("Fournisseurs")
+    suppliers.append(["Fournisseur", "Ville", "Délai de livraison", "Pièce fournie"])
+    suppliers.append(["Forges de l'Est", "Nancy", "30 jours", "châssis en acier"])
+    suppliers.append(["Atelier Corvette", "Saint-Malo", "12 jours", "voiles en lin"])
+    suppliers.append(["Verrerie Lumière", "Biot", "45 jours", "hublots"])
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()
+
+
+def test_office_files_are_indexed_and_cited_with_their_slide_or_sheet(make_settings, embedder):
+    settings = make_settings()
+    corpus = settings.corpus_dir
+    corpus.mkdir(parents=True)
+    (corpus / "rapport.docx").write_bytes(
+        docx_bytes(paragraphs=("Le projet Héliodore a été confié au cabinet Vauban Conseil, installé à Besançon.",))
+    )
+    slides = [("Budget", ["Le budget du projet Héliodore pour 2032 est de 4,2 millions d'euros."], "")]
+    (corpus / "presentation.pptx").write_bytes(pptx_bytes(slides))
+    (corpus / "achats.xlsx").write_bytes(_suppliers_workbook())
+    service = RagService(settings, embedder=embedder)
+    report = service.refresh()
+    assert (report.added, report.skipped) == (3, [])
+    assert {r.source: r.kind for r in service.documents()} == {
+        "rapport.docx": "docx",
+        "presentation.pptx": "pptx",
+        "achats.xlsx": "xlsx",
+    }
+    cases = [
+        ("Quel cabinet a reçu le projet Héliodore ?", "rapport.docx", None, "Vauban Conseil"),
+        ("Quel est le budget du projet Héliodore pour 2032 ?", "presentation.pptx", 2, "4,2 millions"),
+        ("Quel est le délai de livraison de l'Atelier Corvette ?", "achats.xlsx", 2, "12 jours"),
+    ]
+    for question, source, page, fact in cases:
+        answer = service.ask(question, generator="extractive")
+        cited = [c for c in answer.citations if c.source == source]
+        assert cited, (question, answer.answer, [(c.source, c.page) for c in answer.citations])
+        assert any(c.page == page and fact in c.text for c in cited), (question, [(c.page, c.text) for c in cited])
