@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Staged uploads are named `.<name>.upload` next to their target (see RagService.add_document).
+# Staged uploads are named `.<name>.upload` next to their target (see Documents.add in rag.service.documents).
 STAGED_UPLOAD_SUFFIX = ".upload"
 
 

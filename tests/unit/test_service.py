@@ -101,7 +101,7 @@ def test_a_rebuild_replaces_the_live_store_only_when_done(fake_service) -> None:
 
 def test_one_indexer_at_a_time(fake_service) -> None:
     service = fake_service()
-    with service._indexing(), pytest.raises(IndexBusyError):
+    with service.indexing_lock(), pytest.raises(IndexBusyError):
         service.refresh()
 
 
@@ -149,7 +149,7 @@ def test_start_up_reconciles_the_corpus_and_reports_typed_steps(fake_service) ->
 def test_start_up_leaves_the_index_to_another_indexer(fake_service) -> None:
     service = fake_service()
     seen = _record_steps(service)
-    with service._indexing():
+    with service.indexing_lock():
         service.startup.start()
         assert service.startup.done.wait(30)
     assert "index_busy" in [step.stage for step in seen]
