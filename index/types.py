@@ -56,8 +56,9 @@ class Document:
     text: str
     blocks: list[Block]
     content_hash: str  # sha256 of the raw file bytes
-    kind: str  # "txt" | "md" | "html" | "pdf"
+    kind: str  # the loader's name: "txt", "md", "html", "pdf", "image", ...
     path: Path | None = None
+    notes: list[str] = field(default_factory=list)  # what the user should know (OCR confidence, pages skipped)
 
 
 @dataclass(frozen=True)

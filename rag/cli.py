@@ -40,6 +40,8 @@ def _print_report(report: dict, as_json: bool) -> None:
     )
     for skipped in report["skipped"]:
         print(f"skipped {skipped['path']}: {skipped['reason']}", file=sys.stderr)
+    for noted in report.get("notes", []):
+        print(f"note {noted['path']}: {noted['note']}", file=sys.stderr)
 
 
 def cmd_index(args: argparse.Namespace, settings: Settings) -> int:

@@ -25,6 +25,7 @@ from filelock import FileLock
 from index.chunking import chunk_document, split_sentences
 from index.discovery import SourceFile, discover, is_folder_readme, links_outside
 from index.loaders import load_document
+from index.ocr import OcrReader
 from index.types import Chunk, LoadError, size_limit_reason
 from rag.language import detect_language
 from rag.lexical import LexicalIndex
@@ -80,6 +81,7 @@ class Refresher:
         after_write: Callable[[str], None] | None = None,
         write_guard: Callable[[], AbstractContextManager] = nullcontext,
         max_file_bytes: int | None = None,
+        ocr_cache: Path | None = None,
     ):
         self.store = store
         self.embedder = embedder
@@ -94,6 +96,10 @@ class Refresher:
         self.write_guard = write_guard
         # Files bigger than this are skipped unread (None: no limit).
         self.max_file_bytes = max_file_bytes
+        # Scanned pages and images: read in this run's thread (never the answering one), one page at a time,
+        # each page reported as progress; the document's language picks Tesseract's language pack.
+        self.ocr = OcrReader(ocr_cache, detect=detect_language, on_page=self._ocr_progress)
+        self._position = Progress(0, 0, 0, "")
 
     def run(self, paths: Sequence[Path], *, prune: bool = True) -> RefreshReport:
         """Refresh the files under `paths`; with `prune`, indexed documents of a scanned folder that discovery
@@ -117,6 +123,7 @@ class Refresher:
                 )
                 continue
             seen.add(source)
+            self._position = Progress(number - 1, len(files), chunks_done, source)
             outcome = self._refresh_file(file, records.get(source), report)
             if outcome is not None:
                 records[source] = outcome
@@ -153,7 +160,7 @@ class Refresher:
                 self.store.put_document(record)
                 report.unchanged += 1
                 return record
-            document = load_document(file.path, file.root)
+            document = load_document(file.path, file.root, ocr=self.ocr)
         except LoadError as error:
             report.skipped.append({"path": str(file.path), "reason": error.reason})
             return None
@@ -171,11 +178,16 @@ class Refresher:
             return None
         record = _record(file, document.kind, document.title, content_hash, stat, len(chunks), self.pipeline)
         self._write(record, chunks)
+        report.notes.extend({"path": str(file.path), "note": note} for note in document.notes)
         if known:
             report.updated += 1
         else:
             report.added += 1
         return record
+
+    def _ocr_progress(self, page: int, pages: int) -> None:
+        if self.on_progress:
+            self.on_progress(replace(self._position, current=f"{self._position.current} (OCR {page}/{pages})"))
 
     def _write(self, record: DocumentRecord, chunks: list[Chunk]) -> None:
         """New chunks first (re-using stored vectors), then stale ones out, then the record."""

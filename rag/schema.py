@@ -41,6 +41,18 @@ class Support(BaseModel):
     reason: str = Field("", description="For 'differs': what this source says differently.")
 
 
+class CitationBox(BaseModel):
+    """Where a quote stands on a page of a PDF or an image: a rectangle per line of text it spans."""
+
+    page: int = Field(description="1-based page (a PDF page, an image file's frame).")
+    x0: float = Field(description="Left edge, in page units (PDF points; pixels for an image), from the left.")
+    y0: float = Field(description="Top edge, in page units, from the top of the page.")
+    x1: float
+    y1: float
+    page_width: float = Field(description="The page's width in the same units, to scale boxes onto a rendering.")
+    page_height: float
+
+
 class Citation(BaseModel):
     """One `[n]` of the answer: the passage it points at and the sentence in it that supports the claim."""
 
@@ -56,6 +68,9 @@ class Citation(BaseModel):
     quote_start: int = Field(description="Offset of the quote in the document's extracted text.")
     quote_end: int
     support: Support = Field(default_factory=Support, description="The verifier's verdict for the sentence cited.")
+    boxes: list[CitationBox] = Field(
+        default_factory=list, description="Where the quote stands on its page (PDFs and images; else empty)."
+    )
 
 
 class UnsupportedSentence(BaseModel):
@@ -158,6 +173,7 @@ class RefreshReport:
     unchanged: int = 0
     deleted: int = 0
     skipped: list[dict[str, str]] = field(default_factory=list)
+    notes: list[dict[str, str]] = field(default_factory=list)  # indexed, with a caveat: {"path", "note"}
     documents: int = 0
     chunks: int = 0
 

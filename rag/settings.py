@@ -115,3 +115,8 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def ocr_dir(self) -> Path:
+        """Pages read by OCR, by file content: a quote shown in context or on its page never runs OCR again."""
+        return self.data_dir / "ocr"

@@ -1,11 +1,16 @@
-"""Documents built for tests: PDFs with known text, and a PDF bomb (small file, enormous text)."""
+"""Documents built for tests: PDFs with known text, scanned pages, and a PDF bomb (small file, enormous text)."""
 
 from __future__ import annotations
 
 import io
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pypdf import PdfWriter
 from pypdf.generic import ArrayObject, DecodedStreamObject, DictionaryObject, NameObject
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 def helvetica_resources() -> DictionaryObject:
@@ -54,4 +59,27 @@ def pdf_bomb(pages: int = 200) -> bytes:
         page[NameObject("/Resources")] = resources
     buffer = io.BytesIO()
     writer.write(buffer)
+    return buffer.getvalue()
+
+
+DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")  # Debian's fonts-dejavu-core
+
+
+def page_image(lines: list[str], *, blur: float = 0) -> Image.Image:
+    """An A4 page at 300 dpi with `lines` drawn in DejaVu Sans (it has every French accent), as a scan looks."""
+    from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+    image = Image.new("L", (2480, 3508), 255)
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.truetype(str(DEJAVU), 42)
+    for n, line in enumerate(lines):
+        draw.text((250, 300 + 70 * n), line, font=font, fill=0)
+    return image.filter(ImageFilter.GaussianBlur(blur)) if blur else image
+
+
+def scanned_pdf(pages: list[list[str]]) -> bytes:
+    """A PDF of page images and no text layer: what a scanner makes."""
+    images = [page_image(lines) for lines in pages]
+    buffer = io.BytesIO()
+    images[0].save(buffer, format="PDF", save_all=True, append_images=images[1:], resolution=300)
     return buffer.getvalue()

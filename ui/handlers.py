@@ -175,7 +175,17 @@ class Handlers:
             return render_card_missing(lang), key
         if citation is None:
             return render_card(None, lang), key
-        return render_card(citation, lang, self._surrounding_text(citation), key), key
+        return render_card(citation, lang, self._surrounding_text(citation), key, self._page_png(citation)), key
+
+    def _page_png(self, citation: Citation) -> bytes | None:
+        """The cited page as an image, when the quote was located on it (a PDF or an image); else None."""
+        if not citation.boxes:
+            return None
+        try:
+            return self.service.page_image(citation.source, citation.boxes[0].page)
+        except Exception:
+            log.exception("could not render page %s of %s", citation.boxes[0].page, citation.source)
+            return None
 
     def _surrounding_text(self, citation: Citation) -> tuple[str, int]:
         """The passage with its document's text on each side (from the service), and its offset; the passage
@@ -259,7 +269,8 @@ class Handlers:
             return t(lang, "skipped", name=name, reason=uploaded.reason)
         if uploaded.outcome == "unchanged":
             return t(lang, "unchanged", name=name)
-        return t(lang, "indexed", name=name, chunks=uploaded.record.chunks if uploaded.record else "?")
+        done = t(lang, "indexed", name=name, chunks=uploaded.record.chunks if uploaded.record else "?")
+        return "\n".join([done, *(t(lang, "noted", name=name, note=n["note"]) for n in uploaded.report.notes)])
 
     def reindex(self, lang: str, is_unlocked: bool, request: gr.Request, progress: gr.Progress = _PROGRESS) -> tuple:
         """Bring the index up to date with the corpus folder; say what changed and what could not be indexed."""
@@ -277,6 +288,7 @@ class Handlers:
         counts = {name: getattr(report, name) for name in ("added", "updated", "deleted", "unchanged")}
         lines = [t(lang, "refresh_done", **counts)]
         lines += [t(lang, "skipped", name=Path(s["path"]).name, reason=s["reason"]) for s in report.skipped]
+        lines += [t(lang, "noted", name=Path(n["path"]).name, note=n["note"]) for n in report.notes]
         return (*self.listing(lang), "\n\n".join(lines))
 
     def ask_delete(self, source: str | None, lang: str) -> tuple:

@@ -6,8 +6,10 @@ Every text that comes from a document, a question or the engine is escaped here:
 
 from __future__ import annotations
 
+import base64
 import html
 import re
+import urllib.parse
 from typing import Any
 
 from rag.schema import Answer, Citation, DocumentRecord, GeneratorState, IndexState, StartupStep
@@ -177,9 +179,38 @@ def highlight(text: str, span: tuple[int, int] | None, lo: int = 0, hi: int | No
     )
 
 
-def render_card(citation: Citation | None, lang: str, context: tuple[str, int] | None = None, key: str = "") -> str:
-    """The source card of one citation: where it comes from, the quote in its passage, and under "show more
-    context" `context` (text around the passage and its document offset; the passage alone without it)."""
+def render_page_view(citation: Citation, png: bytes | None, lang: str) -> str:
+    """The cited page of a PDF or an image with the quote outlined where it stands, and a link to the original
+    at that page; nothing when the citation has no boxes or the page could not be rendered."""
+    if not citation.boxes or png is None:
+        return ""
+    page = citation.boxes[0].page
+    marks = "".join(
+        f'<span class="quote-box" style="left:{b.x0 / b.page_width:.3%};top:{b.y0 / b.page_height:.3%};'
+        f'width:{(b.x1 - b.x0) / b.page_width:.3%};height:{(b.y1 - b.y0) / b.page_height:.3%}"></span>'
+        for b in citation.boxes
+        if b.page == page
+    )
+    alt = _esc(t(lang, "card_page_image", page=page, title=citation.title))
+    href = f"/v1/documents/{urllib.parse.quote(citation.source)}/file#page={page}"
+    return (
+        f'<figure class="page-view"><div class="page-frame">'
+        f'<img src="data:image/png;base64,{base64.b64encode(png).decode()}" alt="{alt}">{marks}</div>'
+        f'<figcaption><a href="{_esc(href)}" target="_blank" rel="noopener">'
+        f"{_esc(t(lang, 'card_open_page', page=page))}</a></figcaption></figure>"
+    )
+
+
+def render_card(
+    citation: Citation | None,
+    lang: str,
+    context: tuple[str, int] | None = None,
+    key: str = "",
+    page_png: bytes | None = None,
+) -> str:
+    """The source card of one citation: where it comes from, the quote in its passage (on its page too, for a
+    PDF or an image: `page_png`), and under "show more context" `context` (text around the passage and its
+    document offset; the passage alone without it)."""
     if citation is None:
         return f'<p class="placeholder">{_esc(t(lang, "card_empty"))}</p>'
     c = citation
@@ -202,6 +233,7 @@ def render_card(citation: Citation | None, lang: str, context: tuple[str, int] |
         f'<h2><span class="cite-chip" aria-hidden="true">{c.n}</span>{_esc(c.title)}</h2>'
         f"<dl><dt>{_esc(t(lang, 'card_file'))}</dt><dd>{_esc(c.source)}</dd>{page}{support_row}</dl>"
         f'<blockquote aria-label="{_esc(t(lang, "card_quote"))}">{excerpt}</blockquote>'
+        f"{render_page_view(c, page_png, lang)}"
         f"<details><summary>{_esc(t(lang, 'card_more'))}</summary>"
         f'<div class="context">{more}</div></details>'
         f'<button type="button" class="back" data-back-key="{_esc(key)}">↑ {_esc(t(lang, "card_back"))}</button>'

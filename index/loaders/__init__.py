@@ -24,6 +24,7 @@ from index.loaders.common import (
 )
 from index.loaders.epub import load_epub
 from index.loaders.html import load_html
+from index.loaders.image import load_image
 from index.loaders.mail import load_eml
 from index.loaders.markdown import load_markdown
 from index.loaders.opendocument import load_odp, load_ods, load_odt
@@ -32,6 +33,8 @@ from index.loaders.sheets import load_csv, load_xlsx
 from index.loaders.slides import load_pptx
 from index.loaders.text import decode_text, load_txt
 from index.loaders.word import load_docx
+from index.ocr import OcrReader
+from index.pages import IMAGE_SUFFIXES
 from index.types import Document, LoadError
 
 __all__ = [
@@ -64,7 +67,7 @@ _FORMATS: dict[str, tuple[str, Loader]] = {
     ".ods": ("ods", load_ods),
     ".epub": ("epub", load_epub),
     ".eml": ("eml", load_eml),
-}
+} | {suffix: ("image", load_image) for suffix in IMAGE_SUFFIXES}
 
 SUPPORTED_SUFFIXES: tuple[str, ...] = tuple(_FORMATS)
 
@@ -77,18 +80,23 @@ def load_document(
     max_page_chars: int = MAX_PAGE_CHARS,
     max_document_chars: int = MAX_DOCUMENT_CHARS,
     max_extraction_seconds: float = MAX_EXTRACTION_SECONDS,
+    ocr: OcrReader | None = None,
 ) -> Document:
     """Read and extract one file; a file that cannot be indexed raises LoadError, never anything else.
 
     The `max_*` bounds apply to PDF extraction, checked while it runs so a bomb stops at its first page, and
     `max_document_chars` and `max_extraction_seconds` to the office formats (a million-row sheet stops there).
+    Scanned pages and images go through `ocr` (by default a reader without cache or language detection);
+    what it noticed (pages likely misread, pages waiting for Tesseract) lands in `Document.notes`.
     """
+    ocr = ocr or OcrReader()
+    ocr.take_notes()  # a note belongs to the file it was made for
     suffix = path.suffix.lower()
     if suffix not in _FORMATS:
         raise LoadError(f"unsupported file type ({suffix or 'no extension'})")
     kind, load = _FORMATS[suffix]
     data = _read(path)
-    bounds = Bounds(max_pdf_pages, max_page_chars, max_document_chars, max_extraction_seconds)
+    bounds = Bounds(max_pdf_pages, max_page_chars, max_document_chars, max_extraction_seconds, ocr)
     try:
         title, text, blocks = load(data, bounds)
     except LoadError:
@@ -105,6 +113,7 @@ def load_document(
         content_hash=hashlib.sha256(data).hexdigest(),
         kind=kind,
         path=path,
+        notes=ocr.take_notes(),
     )
 
 

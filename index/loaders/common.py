@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from index.ocr import OcrReader
 from index.types import Block, LoadError
 
 # Bounds of PDF extraction, the one format whose text can be far larger than its file: pages can share one
@@ -20,12 +21,14 @@ MAX_EXTRACTION_SECONDS = 120.0
 
 @dataclass(frozen=True)
 class Bounds:
-    """The extraction bounds of one `load_document` call, handed to every loader."""
+    """The extraction bounds of one `load_document` call, handed to every loader, and the OCR reader that
+    scanned pages and images go through (None: such pages are reported as needing OCR)."""
 
     max_pdf_pages: int = MAX_PDF_PAGES
     max_page_chars: int = MAX_PAGE_CHARS
     max_document_chars: int = MAX_DOCUMENT_CHARS
     max_extraction_seconds: float = MAX_EXTRACTION_SECONDS
+    ocr: OcrReader | None = None
 
 
 # What a loader returns: (title, or "" to fall back on the file name; text; blocks, in order, with offsets in text).

@@ -5,6 +5,8 @@ The one format whose text can be far larger than its file: extraction runs under
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import io
 import re
 import time
@@ -13,6 +15,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from index.loaders.common import Bounds, Builder, Extracted, collapse, ends_sentence
+from index.ocr import NEEDS_OCR
 from index.types import LoadError
 
 if TYPE_CHECKING:
@@ -113,8 +116,10 @@ class _PdfBudget:
 
 
 def load_pdf(data: bytes, bounds: Bounds) -> Extracted:
-    """Text per page (pypdf); lines regrouped into paragraphs and numbered headings; pages keep their number."""
+    """Text per page (pypdf; scanned pages by OCR); lines regrouped into paragraphs and numbered headings;
+    pages keep their number."""
     pages, meta_title = _pdf_pages(data, _PdfBudget(bounds))
+    pages = _read_scanned_pages(data, pages, bounds)
     page_lines = [_pdf_clean_lines(raw) for raw in pages]
     running = _pdf_running_lines(page_lines)
     builder = Builder()
@@ -126,7 +131,7 @@ def load_pdf(data: bytes, bounds: Bounds) -> Extracted:
         for text, level, header_rows in _pdf_paragraphs(lines):
             builder.add(text, level=level, page=number, header_rows=header_rows)
     if not builder.blocks:
-        raise LoadError("no text layer (scanned PDF?)")
+        raise LoadError("no extractable text")
     return meta_title or _pdf_title(first_lines), builder.text(), builder.blocks
 
 
@@ -166,9 +171,32 @@ def _pdf_pages(data: bytes, budget: _PdfBudget) -> tuple[list[str], str]:
         texts.append(text)
     if failures == len(page_objects):
         raise LoadError("corrupt or unreadable PDF (no page could be read)")
-    if not any(_PDF_CONTROL.sub("", t).strip() for t in texts):
-        raise LoadError("no text layer (scanned PDF?)")
     return texts, _pdf_meta_title(reader)
+
+
+def _read_scanned_pages(data: bytes, texts: list[str], bounds: Bounds) -> list[str]:
+    """Pages without a text layer but with an image on them, read by OCR; all pages' text in order."""
+    from index.pages import has_text_layer, open_pdf, pdf_page_has_images, render_pdf_page
+
+    missing = [number for number, text in enumerate(texts, start=1) if not has_text_layer(text)]
+    if not missing:
+        return texts
+    pdf = open_pdf(data)
+    scanned = [number for number in missing if pdf_page_has_images(pdf, number)]
+    if not scanned:
+        if len(missing) == len(texts):
+            raise LoadError("no extractable text")
+        return texts
+    if bounds.ocr is None or not bounds.ocr.available():
+        if not any(has_text_layer(t) for t in texts):
+            raise LoadError(NEEDS_OCR)
+        if bounds.ocr is not None:  # the pages with text are indexed; the scanned ones wait for tesseract
+            bounds.ocr.note(f"pages {', '.join(map(str, scanned))} {NEEDS_OCR}")
+        return texts
+    key = hashlib.sha256(data).hexdigest()
+    pages = [(number, functools.partial(render_pdf_page, pdf, number)) for number in scanned]
+    read = bounds.ocr.read(key, pages, len(texts))
+    return [read[number].text if number in read else text for number, text in enumerate(texts, start=1)]
 
 
 def _pdf_meta_title(reader: PdfReader) -> str:

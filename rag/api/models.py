@@ -182,12 +182,18 @@ class SkippedFile(BaseModel):
     reason: str
 
 
+class FileNote(BaseModel):
+    path: str
+    note: str = Field(description="A caveat on a file that was indexed (an OCR page read with low confidence).")
+
+
 class RefreshResult(BaseModel):
     added: int = 0
     updated: int = 0
     unchanged: int = 0
     deleted: int = 0
     skipped: list[SkippedFile] = Field(default_factory=list)
+    notes: list[FileNote] = Field(default_factory=list)
     documents: int = Field(0, description="Documents in the index afterwards.")
     chunks: int = Field(0, description="Chunks in the index afterwards.")
 
@@ -195,12 +201,14 @@ class RefreshResult(BaseModel):
     def from_report(cls, report: RefreshReport, corpus_dir: Path) -> RefreshResult:
         """The service's report, with server paths shown relative to the corpus folder."""
         corpus = corpus_dir.resolve()
-        skipped = []
-        for entry in report.skipped:
+
+        def shown(entry: dict[str, str]) -> dict[str, str]:
             path = Path(entry["path"])
-            shown = path.relative_to(corpus).as_posix() if path.is_relative_to(corpus) else path.name
-            skipped.append(SkippedFile(path=shown, reason=entry["reason"]))
-        return cls(**report.as_dict() | {"skipped": skipped})
+            return entry | {"path": path.relative_to(corpus).as_posix() if path.is_relative_to(corpus) else path.name}
+
+        skipped = [SkippedFile(**shown(entry)) for entry in report.skipped]
+        notes = [FileNote(**shown(entry)) for entry in report.notes]
+        return cls(**report.as_dict() | {"skipped": skipped, "notes": notes})
 
 
 class RefreshRequest(BaseModel):
@@ -214,6 +222,7 @@ class UploadedFile(BaseModel):
     outcome: Literal["added", "updated", "unchanged", "skipped"]
     reason: str | None = Field(None, description="Why it was skipped.")
     status: int | None = Field(None, description="The HTTP status this file alone would have had, if skipped.")
+    notes: list[str] = Field(default_factory=list, description="Caveats on an indexed file (OCR confidence).")
 
 
 class UploadResult(BaseModel):

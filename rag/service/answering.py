@@ -12,6 +12,7 @@ from rag.errors import RequestError
 from rag.schema import Answer, Passage, StreamEvent
 from rag.service.components import Components
 from rag.service.locks import GenerationQueue
+from rag.service.pages import Pages
 from rag.settings import Settings
 
 if TYPE_CHECKING:
@@ -62,9 +63,10 @@ class AnswerCounters:
 class Answering:
     """Questions in, streamed answers out, through the components' chain and generators."""
 
-    def __init__(self, settings: Settings, components: Components):
+    def __init__(self, settings: Settings, components: Components, pages: Pages):
         self.settings = settings
         self.components = components
+        self.pages = pages
         self.queue = GenerationQueue(settings.generation_queue_size)
         self.counters = AnswerCounters()
 
@@ -90,7 +92,8 @@ class Answering:
         chosen, fallback = self.components.generator(name)
         if cancel is not None:
             chosen = StoppableGenerator(chosen, cancel)
-        yield from self._counted(self._stream(question, kept, k or self.settings.k, sources, chosen, fallback))
+        events = self._stream(question, kept, k or self.settings.k, sources, chosen, fallback)
+        yield from self._counted(self.pages.with_boxes(events))
 
     def _recent_turns(self, history: Sequence[dict]) -> list[dict]:
         """The last turns of `history`, each cut to the question limit."""

@@ -1,6 +1,7 @@
 """RagService: the one engine every front end calls (CLI, HTTP API, UI, LangChain), so every route gets the same
 bounds, locks and start-up. It builds the collaborators that do the work and hands each call to its owner:
-components.py (the parts, opened on first use), indexing.py, documents.py (uploads, deletions), answering.py."""
+components.py (the parts, opened on first use), indexing.py, documents.py (uploads, deletions), pages.py
+(citations on their page), answering.py."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from rag.service.answering import Answering
 from rag.service.components import Components
 from rag.service.documents import Documents
 from rag.service.indexing import Indexing
+from rag.service.pages import Pages
 from rag.service.startup import Startup
 from rag.settings import Settings
 from rag.store import StoreBackend, VectorStore
@@ -39,7 +41,8 @@ class RagService:
         )
         indexing = Indexing(settings, components)
         documents = Documents(settings, components, indexing)
-        answering = Answering(settings, components)
+        pages = Pages(settings, components)
+        answering = Answering(settings, components, pages)
         # The public surface: each call is its owner's method, where its signature and docstring are.
         self.stores = components.stores
         self.rw = components.rw
@@ -59,6 +62,8 @@ class RagService:
         self.add_document = documents.add
         self.delete_document = documents.delete
         self.surrounding_text = documents.surrounding_text
+        self.page_image = pages.page_image
+        self.document_file = pages.document_file
 
         self.queue = answering.queue
         self.counters = answering.counters

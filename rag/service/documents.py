@@ -10,6 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from index.loaders import SUPPORTED_SUFFIXES, load_document
+from index.ocr import OcrReader
 from index.types import LoadError, size_limit_reason
 from rag.errors import DocumentError
 from rag.schema import RefreshReport, UploadOutcome
@@ -23,12 +24,13 @@ MAX_FILENAME_BYTES = 200
 
 
 @lru_cache(maxsize=16)
-def extracted_text(path: str, root: str, content_hash: str) -> str | None:
-    """A document's extracted text, if the file still has the content that was indexed."""
+def extracted_text(path: str, root: str, content_hash: str, ocr_cache: Path | None = None) -> str | None:
+    """A document's extracted text, if the file still has the content that was indexed (scanned pages from the
+    OCR cache indexing filled)."""
     try:
         if hashlib.sha256(Path(path).read_bytes()).hexdigest() != content_hash:
             return None
-        return load_document(Path(path), Path(root)).text
+        return load_document(Path(path), Path(root), ocr=OcrReader(ocr_cache)).text
     except (OSError, LoadError):
         return None
 
@@ -116,7 +118,7 @@ class Documents:
         record = self.components.store.documents().get(source)
         if record is None:
             raise DocumentError(f"No indexed document {source!r}.", 404)
-        text = extracted_text(record.path, record.root, record.content_hash)
+        text = extracted_text(record.path, record.root, record.content_hash, self.settings.ocr_dir)
         if text is None:
             return "", start
         lo = max(0, start - chars)

@@ -85,6 +85,7 @@ class Indexing:
             on_progress=on_progress,
             after_write=after_write,
             max_file_bytes=self.settings.max_upload_bytes,
+            ocr_cache=self.settings.ocr_dir,
         )
 
     def _rebuild(self, targets: list[Path], on_progress: Callable[[Progress], None] | None) -> RefreshReport:

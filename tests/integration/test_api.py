@@ -356,6 +356,35 @@ def test_upload_ask_then_delete_a_document(any_server: LiveServer) -> None:
         assert client.delete(f"/v1/documents/{name}").status_code == 404
 
 
+def test_a_pdf_citation_has_boxes_to_draw_on_its_page_image(server: LiveServer) -> None:
+    from samples import text_pdf
+
+    name = f"coins_{uuid.uuid4().hex[:6]}.pdf"
+    pdf = text_pdf([["Fictional coins."], ["Part two.", "The vortiban is a fictional coin struck in Quimperle."]])
+    with server.client() as client:
+        try:
+            assert upload(client, name, pdf).status_code == 200
+            answer = client.post("/v1/ask", json={"question": "Where is the vortiban struck?"}).json()
+            cited = [c for c in answer["citations"] if c["source"] == name]
+            assert cited and cited[0]["page"] == 2 and cited[0]["boxes"], answer
+            box = cited[0]["boxes"][0]
+            assert box["page"] == 2 and (box["page_width"], box["page_height"]) == (600, 800)
+            assert 0 <= box["x0"] < box["x1"] <= 600 and 0 <= box["y0"] < box["y1"] <= 800
+            image = client.get(f"/v1/documents/{name}/pages/2.png", params={"dpi": 72})
+            assert image.status_code == 200 and image.headers["content-type"] == "image/png"
+            assert image.content.startswith(b"\x89PNG")
+            original = client.get(f"/v1/documents/{name}/file")
+            assert original.status_code == 200 and original.content == pdf
+            assert original.headers["content-type"] == "application/pdf"
+            assert client.get(f"/v1/documents/{name}/pages/3.png").status_code == 404
+            assert client.get(f"/v1/documents/{ARTICLE.name}/pages/1.png").status_code == 404  # no pages
+            assert client.get("/v1/documents/nothing.pdf/file").status_code == 404
+            article = client.post("/v1/ask", json={"question": "Pourquoi l'Italie a-t-elle interdit DeepSeek ?"})
+            assert all(c["boxes"] == [] for c in article.json()["citations"])
+        finally:
+            client.delete(f"/v1/documents/{name}")
+
+
 def test_upload_keeps_the_other_documents_indexed(server: LiveServer) -> None:
     name = f"note_{uuid.uuid4().hex[:6]}.txt"
     with server.client() as client:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from harness import RELATED, REPO
-from office_samples import docx_bytes, pptx_bytes
+from office_samples import csv_bytes, docx_bytes, eml_bytes, epub_bytes, odp_bytes, ods_bytes, odt_bytes, pptx_bytes
 from samples import pdf_bomb
 
 from index import discovery
@@ -360,3 +360,42 @@ def test_office_files_are_indexed_and_cited_with_their_slide_or_sheet(make_setti
         cited = [c for c in answer.citations if c.source == source]
         assert cited, (question, answer.answer, [(c.source, c.page) for c in answer.citations])
         assert any(c.page == page and fact in c.text for c in cited), (question, [(c.page, c.text) for c in cited])
+
+
+def test_every_other_format_is_cited_and_a_corrupt_file_of_each_type_is_skipped(make_settings, embedder):
+    settings = make_settings()
+    corpus = settings.corpus_dir
+    corpus.mkdir(parents=True)
+    good = {
+        "guide.odt": odt_bytes(),
+        "strategie.odp": odp_bytes(),
+        "annuaire.ods": ods_bytes(repeated_rows=1000),
+        "membres.csv": csv_bytes(),
+        "miserables.epub": epub_bytes(),
+        "reunion.eml": eml_bytes(),
+    }
+    for name, data in good.items():
+        (corpus / name).write_bytes(data)
+    broken = [f"casse{suffix}" for suffix in (".docx", ".pptx", ".xlsx", ".odt", ".odp", ".ods", ".epub", ".png")]
+    for name in broken:
+        (corpus / name).write_bytes(b"PK\x03\x04 this archive was cut short")
+    (corpus / "casse.eml").write_bytes(bytes(range(256)) * 8)
+    (corpus / "casse.csv").write_bytes(b"\x00\xff\xfe" * 400)
+    service = RagService(settings, embedder=embedder)
+    report = service.refresh()
+    assert report.added == len(good)
+    reasons = {Path(entry["path"]).name: entry["reason"] for entry in report.skipped}
+    assert set(reasons) == {*broken, "casse.eml", "casse.csv"}, reasons
+    assert all(reason and "Traceback" not in reason for reason in reasons.values())
+    cases = [
+        ("Combien coûte le billet adulte ?", "guide.odt", None, "15 €"),
+        ("Quel est l'objectif de la stratégie 2030 ?", "strategie.odp", 1, "Réduire les coûts"),
+        ("Dans quel bureau travaille Loïc Hervé ?", "annuaire.ods", 1, "B-212"),
+        ("Quel âge a Martin Jr ?", "membres.csv", None, "37"),
+        ("Où vit Cosette ?", "miserables.epub", None, "Montfermeil"),
+        ("Dans quelle salle aura lieu la réunion du comité ?", "reunion.eml", None, "Jeanne-d'Arc"),
+    ]
+    for question, source, page, fact in cases:
+        answer = service.ask(question, generator="extractive")
+        cited = [c for c in answer.citations if c.source == source]
+        assert any(c.page == page and fact in c.text for c in cited), (question, answer.answer, answer.citations)

@@ -277,6 +277,52 @@ def test_chat_citations_follow_up_upload_delete(server: str, browser, tmp_path: 
     context.close()
 
 
+PDF_NAME = "monnaies_fictives.pdf"
+PDF_PAGES = [  # Helvetica without an encoding table: ASCII only
+    ["Fictional coins: an introduction.", "This document lists coins that do not exist."],
+    ["Part two.", "The vortiban is a fictional coin struck in Quimperle since 1852."],
+]
+
+
+@pytest.mark.browser
+def test_a_pdf_citation_shows_its_page_with_the_quote_boxed(server: str, browser, tmp_path: Path) -> None:
+    import httpx
+    from samples import text_pdf
+
+    context = browser.new_context(viewport={"width": 1280, "height": 1000}, locale="fr-FR")
+    page = context.new_page()
+    page.goto(server)
+    _wait_ready(page)
+    page.get_by_role("tab", name="Documents").click()
+    pdf = tmp_path / PDF_NAME
+    pdf.write_bytes(text_pdf(PDF_PAGES))
+    page.locator("#rag-upload input[type=file]").set_input_files([str(pdf)])
+    page.locator("#docs-status").get_by_text(f"{PDF_NAME} : indexé").wait_for(timeout=ANSWER_TIMEOUT_MS)
+    page.get_by_role("tab", name="Discussion").click()
+    answer = ask_in_page(page, "Où le vortiban est-il frappé ?")
+    assert "Quimperle" in answer.inner_text()
+    answer.locator("button.cite-chip").first.click()
+    card = page.locator("#source-card .source-card")
+    card.get_by_text(PDF_NAME).wait_for(timeout=30_000)
+    image, boxes = card.locator(".page-view img"), card.locator(".page-view .quote-box")
+    image.wait_for(timeout=30_000)
+    assert boxes.count() >= 1
+    assert page.evaluate("(img) => img.complete && img.naturalWidth > 0", image.element_handle())
+    # The box lies on the page image, in its upper part, where the second page draws its lines.
+    shown, box = image.bounding_box(), boxes.first.bounding_box()
+    assert shown and box and box["width"] > 50
+    assert shown["x"] <= box["x"] and box["x"] + box["width"] <= shown["x"] + shown["width"]
+    assert shown["y"] <= box["y"] <= shown["y"] + shown["height"] / 3
+    link = card.locator(".page-view figcaption a")
+    assert link.get_attribute("href").endswith(f"/v1/documents/{PDF_NAME}/file#page=2")
+    card.scroll_into_view_if_needed()
+    page.screenshot(path=str(DOCS / "screenshot-pdf-citation.png"))
+    original = httpx.get(server.rstrip("/") + f"/v1/documents/{PDF_NAME}/file", timeout=30)
+    assert original.status_code == 200 and original.content == pdf.read_bytes()
+    assert httpx.delete(server.rstrip("/") + f"/v1/documents/{PDF_NAME}", timeout=60).status_code == 200
+    context.close()
+
+
 @pytest.mark.browser
 def test_mobile_layout_and_accessibility(server: str, browser) -> None:
     context = browser.new_context(viewport={"width": 390, "height": 844}, locale="en-US")

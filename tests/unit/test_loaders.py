@@ -437,7 +437,7 @@ def _bad_files() -> list[tuple[str, bytes, str]]:
         ("binary.html", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + noise, "binary"),
         ("truncated.pdf", paper[: len(paper) // 3], "pdf"),
         ("garbage.pdf", b"%PDF-1.7\n" + noise, "pdf"),
-        ("scanned.pdf", _pdf_bytes(), "no text layer (scanned PDF?)"),
+        ("blank.pdf", _pdf_bytes(), "no extractable text"),
         ("locked.pdf", _pdf_bytes(encrypt=True), "encrypted"),
         ("scripts.html", b"<html><body><script>alert(1)</script></body></html>", "text"),
         ("report.rtf", b"{\\rtf1 not supported}", "unsupported"),

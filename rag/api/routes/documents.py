@@ -1,11 +1,13 @@
 """The indexed documents: list (`GET /v1/documents`), upload and index (`POST`), remove (`DELETE
-/v1/documents/{source}`). Indexing runs in a worker thread, recorded for `GET /v1/index/status`."""
+/v1/documents/{source}`), the original file and a page as an image (`GET .../file`, `GET .../pages/{n}.png`:
+what a citation's `boxes` are drawn on). Indexing runs in a worker thread, recorded for `GET /v1/index/status`."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, File, Path, Query, UploadFile
+from fastapi.responses import FileResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from rag.api.errors import ApiError, documented_errors, error_for
@@ -26,6 +28,35 @@ writes = APIRouter(tags=["documents"])
 async def list_documents(state: State) -> list[DocumentInfo]:
     records = await run_in_threadpool(state.service.documents)
     return [DocumentInfo.model_validate(vars(r)) for r in records]
+
+
+@reads.get(
+    "/v1/documents/{source:path}/pages/{page}.png",
+    response_class=Response,
+    summary="A page of a PDF or image document as PNG, to draw a citation's `boxes` on",
+    responses={200: {"content": {"image/png": {}}}, **documented_errors(401, 404, 422)},
+)
+async def page_image(
+    state: State,
+    source: Annotated[str, Path(description="The document's `source`.")],
+    page: Annotated[int, Path(ge=1, description="1-based page (an image's frame).")],
+    dpi: Annotated[int, Query(ge=36, le=300, description="Resolution of the rendering.")] = 110,
+) -> Response:
+    png = await run_in_threadpool(state.service.page_image, source, page, dpi)
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=300"})
+
+
+@reads.get(
+    "/v1/documents/{source:path}/file",
+    response_class=FileResponse,
+    summary="The original file, shown inline (a PDF opens at `#page=N`)",
+    responses=documented_errors(401, 404),
+)
+async def document_file(
+    state: State, source: Annotated[str, Path(description="The document's `source`.")]
+) -> FileResponse:
+    path, media_type = await run_in_threadpool(state.service.document_file, source)
+    return FileResponse(path, media_type=media_type, filename=path.name, content_disposition_type="inline")
 
 
 @writes.post(
@@ -90,4 +121,5 @@ async def _index_upload(state: AppState, upload: UploadFile, replace: bool) -> U
     if uploaded.outcome == "skipped":
         reason = f"Could not be indexed: {uploaded.reason}"
         return UploadedFile(filename=filename, source=uploaded.source, outcome="skipped", reason=reason, status=422)
-    return UploadedFile(filename=filename, source=uploaded.source, outcome=uploaded.outcome)
+    notes = [entry["note"] for entry in uploaded.report.notes]
+    return UploadedFile(filename=filename, source=uploaded.source, outcome=uploaded.outcome, notes=notes)
