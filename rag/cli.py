@@ -45,7 +45,7 @@ def _print_report(report: dict, as_json: bool) -> None:
 
 
 def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
-    from rag.errors import IndexBusyError
+    from rag.errors import IndexBusyError, ReadOnlyError
     from rag.service import RagService
 
     service = RagService(settings)
@@ -67,6 +67,9 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     except IndexBusyError as error:
         print(f"error: {error}", file=sys.stderr)
         return 3
+    except ReadOnlyError as error:  # RAG_READ_ONLY: this node is a reader, and --watch never starts
+        print(f"error: {error}", file=sys.stderr)
+        return 5
     if args.watch:
         from index.watch import watch
 
@@ -174,6 +177,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from rag.api import create_app_from_settings
 
+    if args.read_only:  # a reader: the service refuses writes, and so never reconciles at start-up (--no-index)
+        settings = settings.model_copy(update={"read_only": True})
     app = create_app_from_settings(settings, with_ui=not args.no_ui, index_on_start=not args.no_index)
     uvicorn.run(app, host=args.host, port=args.port, workers=1, log_level="info" if args.verbose else "warning")
     return 0
@@ -219,6 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--no-ui", action="store_true", help="serve the API only, without the UI at /")
     p.add_argument("--no-index", action="store_true", help="do not reconcile the corpus dir with the index at start-up")
+    p.add_argument(
+        "--read-only",
+        action="store_true",
+        help="a reader replica (RAG_READ_ONLY=true): refuse uploads, deletions and refreshes; implies --no-index",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("status", help="what is indexed")

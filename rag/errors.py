@@ -16,6 +16,14 @@ class DocumentError(RequestError):
     """A document request (upload, delete, source text) that cannot be honoured."""
 
 
+class ReadOnlyError(RequestError):
+    """A write (upload, deletion, refresh, rebuild) asked of a read-only replica (`RAG_READ_ONLY`); only the
+    indexer writes to the shared store. Permanent for this process: retrying here never helps."""
+
+    def __init__(self, message: str):
+        super().__init__(message, 403, "read_only")
+
+
 class ServiceBusyError(RuntimeError):
     """The generation queue is full; `retry_after` seconds is a fair wait before trying again."""
 

@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     embedding_device: str = "cpu"
     chroma_url: str | None = Field(None, description="http://host:port of a Chroma server; local files if unset.")
     collection: str = "rag"
+    read_only: bool = Field(
+        False,
+        description="A reader replica: the service refuses every write (upload, deletion, refresh, rebuild) with "
+        "ReadOnlyError, and its start-up does not reconcile the corpus; it answers from the shared store.",
+    )
 
     # chunking
     chunk_size: int = Field(1000, ge=200, description="Target chunk length in characters.")

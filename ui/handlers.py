@@ -17,7 +17,7 @@ from typing import Any
 import gradio as gr
 from gradio.utils import get_upload_folder
 
-from rag.errors import DocumentError, IndexBusyError, RequestError, ServiceBusyError
+from rag.errors import DocumentError, IndexBusyError, ReadOnlyError, RequestError, ServiceBusyError
 from rag.schema import Answer, Citation, Progress
 from rag.service import RagService
 from ui.access import discard_upload, upload_token
@@ -255,6 +255,8 @@ class Handlers:
             return t(lang, "rejected", name=name, reason=t(lang, "not_uploaded"))
         try:
             uploaded = self.service.add_document(name, path.read_bytes(), replace=replace)
+        except ReadOnlyError:  # a reader replica: the service refuses every write
+            return t(lang, "rejected", name=name, reason=t(lang, "read_only"))
         except (DocumentError, IndexBusyError) as error:
             if getattr(error, "code", None) == "file_too_large":  # the service's limit, said in `lang`
                 size = megabytes(path.stat().st_size, lang)
@@ -285,6 +287,8 @@ class Handlers:
             report = self.service.refresh(on_progress=report_progress)
         except IndexBusyError:
             return (*self.listing(lang), t(lang, "index_busy"))
+        except ReadOnlyError:
+            return (*self.listing(lang), t(lang, "read_only"))
         counts = {name: getattr(report, name) for name in ("added", "updated", "deleted", "unchanged")}
         lines = [t(lang, "refresh_done", **counts)]
         lines += [t(lang, "skipped", name=Path(s["path"]).name, reason=s["reason"]) for s in report.skipped]
@@ -308,6 +312,8 @@ class Handlers:
                 raise DocumentError(t(lang, "delete_none"))
             self.service.delete_document(source)
             message = t(lang, "deleted", name=source)
+        except ReadOnlyError:
+            message = t(lang, "rejected", name=source or "?", reason=t(lang, "read_only"))
         except (DocumentError, IndexBusyError) as error:
             message = t(lang, "rejected", name=source or "?", reason=error)
         return (gr.Group(visible=False), *self.listing(lang), message)

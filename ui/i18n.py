@@ -102,6 +102,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "rejected": "✗ {name}: rejected — {reason}",
         "deleted": "✓ {name} deleted.",
         "index_busy": "Another indexer is running; try again when it has finished.",
+        "read_only": "This server is a read-only replica: add, delete and re-index documents on the indexer.",
         "docs_status_label": "Documents status",
         "too_large": "{name}: too large: {size}, limit {limit}",
         "too_long": "Question too long: {size} characters (limit {limit}).",
@@ -207,6 +208,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "rejected": "✗ {name} : refusé — {reason}",
         "deleted": "✓ {name} supprimé.",
         "index_busy": "Une autre indexation est en cours ; réessayez quand elle sera terminée.",
+        "read_only": "Ce serveur est une réplique en lecture seule : ajoutez, supprimez et réindexez les documents "
+        "sur l'indexeur.",
         "docs_status_label": "État des documents",
         "too_large": "{name} : trop volumineux : {size}, limite {limit}",
         "too_long": "Question trop longue : {size} caractères (limite {limit}).",

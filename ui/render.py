@@ -192,7 +192,7 @@ def render_page_view(citation: Citation, png: bytes | None, lang: str) -> str:
         if b.page == page
     )
     alt = _esc(t(lang, "card_page_image", page=page, title=citation.title))
-    href = f"/v1/documents/{urllib.parse.quote(citation.source)}/file#page={page}"
+    href = f"/v1/files/{urllib.parse.quote(citation.source)}#page={page}"
     return (
         f'<figure class="page-view"><div class="page-frame">'
         f'<img src="data:image/png;base64,{base64.b64encode(png).decode()}" alt="{alt}">{marks}</div>'

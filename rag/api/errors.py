@@ -46,7 +46,8 @@ _ERROR_TYPES = {
 _ERROR_DESCRIPTIONS = {
     400: "Invalid request (e.g. a bad file name, no user message).",
     401: "Missing or wrong API key (`Authorization: Bearer <RAG_API_KEY>`).",
-    403: "Not enabled on this server (e.g. a generator outside RAG_GENERATORS_ALLOWED).",
+    403: "Not enabled on this server (e.g. a generator outside RAG_GENERATORS_ALLOWED; a write on a read-only "
+    "replica, `code: read_only`).",
     404: "Not found.",
     409: "Conflict: another indexer is running, or a different document has that name.",
     413: "Request body, uploaded file or question too large.",

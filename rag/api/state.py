@@ -12,11 +12,16 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, Request
 
 from rag.api.models import IndexActivity
-from rag.errors import IndexBusyError
+from rag.errors import IndexBusyError, ReadOnlyError
 from rag.schema import Progress
 from rag.service import RagService
 
 Done = TypeVar("Done")  # what an indexing run returns (a refresh report, an upload's outcome)
+# Why an indexing run was refused, as `activity.last_error` says it; any other failure is "failed".
+_REFUSALS: dict[type[Exception], str] = {
+    IndexBusyError: "another indexer is running",
+    ReadOnlyError: "read-only replica",
+}
 
 
 class AppState:
@@ -41,7 +46,7 @@ class AppState:
             return run(progress)
         except Exception as error:
             # Shown to readers: the kind of failure, never a server path.
-            activity.last_error = "another indexer is running" if isinstance(error, IndexBusyError) else "failed"
+            activity.last_error = _REFUSALS.get(type(error), "failed")
             raise
         finally:
             activity.running = False

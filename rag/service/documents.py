@@ -59,7 +59,8 @@ class Documents:
         self.indexing = indexing
 
     def add(self, filename: str, data: bytes, *, replace: bool = False) -> UploadOutcome:
-        """Save an upload into the corpus dir and index it; never writes outside it."""
+        """Save an upload into the corpus dir and index it; never writes outside it. A reader refuses first."""
+        self.indexing.check_writable()
         name, target = self._target(filename, data, replace)
         with self.indexing.lock():
             previous = target.read_bytes() if target.exists() else None
@@ -93,7 +94,8 @@ class Documents:
         return name, target
 
     def delete(self, source: str) -> RefreshReport:
-        """Remove a document from the index, and its file when it lives in the corpus dir."""
+        """Remove a document from the index, and its file when it lives in the corpus dir. A reader refuses first."""
+        self.indexing.check_writable()
         records = self.components.store.documents()
         record = records.get(source)
         if record is None:

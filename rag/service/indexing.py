@@ -9,7 +9,7 @@ from pathlib import Path
 
 from filelock import Timeout
 
-from rag.errors import IndexBusyError
+from rag.errors import IndexBusyError, ReadOnlyError
 from rag.refresh import Refresher, build_lexical, index_lock
 from rag.schema import DocumentRecord, IndexState, Progress, RefreshReport
 from rag.service.components import Components
@@ -24,9 +24,19 @@ class Indexing:
         self.settings = settings
         self.components = components
 
+    def check_writable(self) -> None:
+        """Raise ReadOnlyError on a reader replica (`RAG_READ_ONLY`): the single-indexer rule, enforced. Every write
+        asks first, before it validates anything, so a reader says why it refuses and nothing else."""
+        if self.settings.read_only:
+            raise ReadOnlyError(
+                "This server is a read-only replica (RAG_READ_ONLY): uploads, deletions and refreshes go to the "
+                "indexer of the shared collection."
+            )
+
     @contextmanager
     def lock(self) -> Iterator[None]:
-        """The data dir's index lock, held by whatever changes the corpus or the index."""
+        """The data dir's index lock, held by whatever changes the corpus or the index (never on a reader)."""
+        self.check_writable()
         lock = index_lock(self.settings.data_dir)
         try:
             lock.acquire()
@@ -48,7 +58,8 @@ class Indexing:
         on_progress: Callable[[Progress], None] | None = None,
         after_write: Callable[[str], None] | None = None,
     ) -> RefreshReport:
-        """Index `paths` (default: the corpus dir); raises IndexBusyError if another indexer runs."""
+        """Index `paths` (default: the corpus dir); raises IndexBusyError if another indexer runs, ReadOnlyError
+        on a reader."""
         with self.lock():
             return self.refresh_locked(paths, rebuild=rebuild, on_progress=on_progress, after_write=after_write)
 

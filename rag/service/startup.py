@@ -43,10 +43,11 @@ class Startup:
         self._lock = threading.Lock()
 
     def start(self, *, reconcile: bool = True) -> None:
-        """Start the task unless it runs or ran already (the first caller's `reconcile` holds)."""
+        """Start the task unless it runs or ran already (the first caller's `reconcile` holds). A read-only
+        service never reconciles, whoever asks: its corpus folder is not the shared collection's to change."""
         with self._lock:
             if self._thread is None:
-                self.reconcile = reconcile
+                self.reconcile = reconcile and not self.service.settings.read_only
                 self._thread = threading.Thread(target=self._run, name="rag-startup", daemon=True)
                 self._thread.start()
 

@@ -370,15 +370,15 @@ def test_a_pdf_citation_has_boxes_to_draw_on_its_page_image(server: LiveServer) 
             box = cited[0]["boxes"][0]
             assert box["page"] == 2 and (box["page_width"], box["page_height"]) == (600, 800)
             assert 0 <= box["x0"] < box["x1"] <= 600 and 0 <= box["y0"] < box["y1"] <= 800
-            image = client.get(f"/v1/documents/{name}/pages/2.png", params={"dpi": 72})
+            image = client.get(f"/v1/pages/{name}", params={"page": 2, "dpi": 72})
             assert image.status_code == 200 and image.headers["content-type"] == "image/png"
             assert image.content.startswith(b"\x89PNG")
-            original = client.get(f"/v1/documents/{name}/file")
+            original = client.get(f"/v1/files/{name}")
             assert original.status_code == 200 and original.content == pdf
             assert original.headers["content-type"] == "application/pdf"
-            assert client.get(f"/v1/documents/{name}/pages/3.png").status_code == 404
-            assert client.get(f"/v1/documents/{ARTICLE.name}/pages/1.png").status_code == 404  # no pages
-            assert client.get("/v1/documents/nothing.pdf/file").status_code == 404
+            assert client.get(f"/v1/pages/{name}", params={"page": 3}).status_code == 404
+            assert client.get(f"/v1/pages/{ARTICLE.name}").status_code == 404  # no pages
+            assert client.get("/v1/files/nothing.pdf").status_code == 404
             article = client.post("/v1/ask", json={"question": "Pourquoi l'Italie a-t-elle interdit DeepSeek ?"})
             assert all(c["boxes"] == [] for c in article.json()["citations"])
         finally:

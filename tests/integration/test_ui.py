@@ -314,10 +314,10 @@ def test_a_pdf_citation_shows_its_page_with_the_quote_boxed(server: str, browser
     assert shown["x"] <= box["x"] and box["x"] + box["width"] <= shown["x"] + shown["width"]
     assert shown["y"] <= box["y"] <= shown["y"] + shown["height"] / 3
     link = card.locator(".page-view figcaption a")
-    assert link.get_attribute("href").endswith(f"/v1/documents/{PDF_NAME}/file#page=2")
+    assert link.get_attribute("href").endswith(f"/v1/files/{PDF_NAME}#page=2")
     card.scroll_into_view_if_needed()
     page.screenshot(path=str(DOCS / "screenshot-pdf-citation.png"))
-    original = httpx.get(server.rstrip("/") + f"/v1/documents/{PDF_NAME}/file", timeout=30)
+    original = httpx.get(server.rstrip("/") + f"/v1/files/{PDF_NAME}", timeout=30)
     assert original.status_code == 200 and original.content == pdf.read_bytes()
     assert httpx.delete(server.rstrip("/") + f"/v1/documents/{PDF_NAME}", timeout=60).status_code == 200
     context.close()

@@ -1,6 +1,7 @@
 """The indexed documents: list (`GET /v1/documents`), upload and index (`POST`), remove (`DELETE
-/v1/documents/{source}`), the original file and a page as an image (`GET .../file`, `GET .../pages/{n}.png`:
-what a citation's `boxes` are drawn on). Indexing runs in a worker thread, recorded for `GET /v1/index/status`."""
+/v1/documents/{source}`), the original file and a page as an image (`GET /v1/files/{source}`, `GET
+/v1/pages/{source}?page=n`: what a citation's `boxes` are drawn on; outside /v1/documents/, whose DELETE takes
+any path). Indexing runs in a worker thread, recorded for `GET /v1/index/status`."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ async def list_documents(state: State) -> list[DocumentInfo]:
 
 
 @reads.get(
-    "/v1/documents/{source:path}/pages/{page}.png",
+    "/v1/pages/{source:path}",
     response_class=Response,
     summary="A page of a PDF or image document as PNG, to draw a citation's `boxes` on",
     responses={200: {"content": {"image/png": {}}}, **documented_errors(401, 404, 422)},
@@ -39,7 +40,7 @@ async def list_documents(state: State) -> list[DocumentInfo]:
 async def page_image(
     state: State,
     source: Annotated[str, Path(description="The document's `source`.")],
-    page: Annotated[int, Path(ge=1, description="1-based page (an image's frame).")],
+    page: Annotated[int, Query(ge=1, description="1-based page (an image's frame).")] = 1,
     dpi: Annotated[int, Query(ge=36, le=300, description="Resolution of the rendering.")] = 110,
 ) -> Response:
     png = await run_in_threadpool(state.service.page_image, source, page, dpi)
@@ -47,7 +48,7 @@ async def page_image(
 
 
 @reads.get(
-    "/v1/documents/{source:path}/file",
+    "/v1/files/{source:path}",
     response_class=FileResponse,
     summary="The original file, shown inline (a PDF opens at `#page=N`)",
     responses=documented_errors(401, 404),

@@ -21,7 +21,7 @@ writes = APIRouter(tags=["index"])
     "/v1/index/refresh",
     response_model=RefreshResult,
     summary="Bring the index in line with the corpus folder (waits until done)",
-    responses=documented_errors(400, 401, 409, 413, 422),
+    responses=documented_errors(400, 401, 403, 409, 413, 422),
 )
 async def refresh(state: State, request: Annotated[RefreshRequest | None, Body()] = None) -> RefreshResult:
     rebuild = bool(request and request.rebuild)
