@@ -64,7 +64,7 @@ async def document_file(
     "/v1/documents",
     response_model=UploadResult,
     summary="Upload one or several files (multipart field `files`) and index them",
-    responses=documented_errors(400, 401, 409, 413, 415, 422),
+    responses=documented_errors(400, 401, 403, 409, 413, 415, 422),
 )
 async def upload_documents(
     state: State,
@@ -94,7 +94,7 @@ async def upload_documents(
     "/v1/documents/{source:path}",
     response_model=RefreshResult,
     summary="Remove a document from the index (and its file, when it lives in the corpus folder)",
-    responses=documented_errors(401, 404, 409, 422),
+    responses=documented_errors(401, 403, 404, 409, 422),
 )
 async def delete_document(
     state: State, source: Annotated[str, Path(description="The document's `source`.")]
