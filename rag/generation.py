@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import re
 import unicodedata
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -185,28 +185,64 @@ def select_excerpts(
     about "the chips" matches one clause of a 230-character sentence better than the whole); attribution
     reuses those clause vectors."""
     translated = translated or {}
+    penalty = _penalties(sentences)
 
     def score(vector: np.ndarray, p: int, i: int) -> float:
         return relevance(vector, sentences[p].language, question_vector, language, translated) + penalty[p, i]
 
-    ranked = []
-    penalty: dict[tuple[int, int], float] = {}  # what is taken off a sentence's (or its clauses') relevance
+    ranked = sorted(((score(sentences[p].vectors[i], p, i), p, i) for p, i in penalty), reverse=True)
+    if not ranked:
+        return []
+    if encoder is not None:
+        ranked = _rescored_by_clauses(ranked, sentences, score, encoder, clause_candidates)
+    chosen = _choose_sentences(ranked, sentences, max_chars=max_chars, per_passage=per_passage, margin=margin)
+    return [Excerpt(p, _excerpt_text(sentences[p], picked)) for p, picked in chosen.items()]
+
+
+# A sentence's relevance to the question, less its penalty: (vector, passage, sentence) -> score.
+_Score = Callable[[np.ndarray, int, int], float]
+
+
+def _penalties(sentences: Sequence[PassageSentences]) -> dict[tuple[int, int], float]:
+    """What is taken off each sentence's (or its clauses') relevance, by (passage, sentence): nothing for prose,
+    `NOT_PROSE_PENALTY` otherwise. A sentence addressed to an AI has none: it is never a candidate."""
+    penalty: dict[tuple[int, int], float] = {}
     for p, item in enumerate(sentences):
         for i in range(len(item.spans)):
             text = normalize_untrusted(item.text(i))
             if not addressed_to_ai(text):
                 penalty[p, i] = 0.0 if is_prose(text) else -NOT_PROSE_PENALTY
-                ranked.append((score(item.vectors[i], p, i), p, i))
-    if not ranked:
-        return []
-    ranked.sort(reverse=True)
-    if encoder is not None:
-        top = ranked[:clause_candidates]
-        ensure_clauses(encoder, sentences, [(p, i) for _, p, i in top])
-        rescored = [(max([whole, *(score(v, p, i) for _, v in sentences[p].clauses[i])]), p, i) for whole, p, i in top]
-        ranked = sorted(rescored + ranked[clause_candidates:], reverse=True)
+    return penalty
+
+
+def _rescored_by_clauses(
+    ranked: list[tuple[float, int, int]],
+    sentences: Sequence[PassageSentences],
+    score: _Score,
+    encoder: SentenceEncoder,
+    candidates: int,
+) -> list[tuple[float, int, int]]:
+    """`ranked` again, the `candidates` best scored by their best clause when it beats the whole sentence (the
+    clause vectors are encoded here, once, and stay on `sentences` for attribution)."""
+    top = ranked[:candidates]
+    ensure_clauses(encoder, sentences, [(p, i) for _, p, i in top])
+    rescored = [(max([whole, *(score(v, p, i) for _, v in sentences[p].clauses[i])]), p, i) for whole, p, i in top]
+    return sorted(rescored + ranked[candidates:], reverse=True)
+
+
+def _choose_sentences(
+    ranked: list[tuple[float, int, int]],
+    sentences: Sequence[PassageSentences],
+    *,
+    max_chars: int,
+    per_passage: int,
+    margin: float,
+) -> dict[int, list[int]]:
+    """Sentences taken best first while within `margin` of the best and the budgets allow (the character budget
+    never stops the first), one that introduces the next bringing it along: passage -> sentences, in the order
+    passages first got one."""
     best = ranked[0][0]
-    chosen: dict[int, list[int]] = {}  # passage -> sentences, in the order passages first got one
+    chosen: dict[int, list[int]] = {}
     used = 0
 
     def take(p: int, i: int) -> bool:
@@ -222,19 +258,27 @@ def select_excerpts(
     for value, p, i in ranked:
         if value < best - margin:
             break
-        text = normalize_untrusted(sentences[p].text(i))
-        if take(p, i) and (len(text) < 60 or text.endswith(":")) and i + 1 < len(sentences[p].spans):
+        if take(p, i) and _introduces_next(sentences[p], i):
             take(p, i + 1)
-    excerpts = []
-    for p, picked in chosen.items():
-        parts, previous = [], None
-        for i in sorted(picked):
-            if previous is not None and i != previous + 1:
-                parts.append("…")
-            parts.append(normalize_untrusted(sentences[p].text(i)))
-            previous = i
-        excerpts.append(Excerpt(p, " ".join(parts)))
-    return excerpts
+    return chosen
+
+
+def _introduces_next(item: PassageSentences, i: int) -> bool:
+    """Whether sentence `i` introduces one that follows it: short (a heading) or ending with ':'."""
+    text = normalize_untrusted(item.text(i))
+    return (len(text) < 60 or text.endswith(":")) and i + 1 < len(item.spans)
+
+
+def _excerpt_text(item: PassageSentences, picked: list[int]) -> str:
+    """The picked sentences in document order, normalised, with '…' where sentences are left out between them."""
+    parts: list[str] = []
+    previous = None
+    for i in sorted(picked):
+        if previous is not None and i != previous + 1:
+            parts.append("…")
+        parts.append(normalize_untrusted(item.text(i)))
+        previous = i
+    return " ".join(parts)
 
 
 def short_title(title: str, limit: int = 60) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -53,6 +53,17 @@ class _Candidate:
     lexical_rank: int | None = None
     fused: float = 0.0
     decisive: bool = False  # the top of a BM25 search, well ahead of its runner-up
+
+
+@dataclass
+class _OwnLanguageHits:
+    """What the searches of `_own_language_candidates` found, by chunk id, before fusion."""
+
+    chunks: dict[str, Chunk] = field(default_factory=dict)
+    chunk_similarity: dict[str, float] = field(default_factory=dict)  # the best dense hit's score
+    sentence_similarity: dict[str, float] = field(default_factory=dict)  # the best sentence hit's score
+    lexical_lists: list[tuple[Language, list[str]]] = field(default_factory=list)  # each query's language, hits
+    decisive: set[tuple[str, Language]] = field(default_factory=set)  # (chunk, the language of the query that found it)
 
 
 class HybridRetriever:
@@ -121,53 +132,82 @@ class HybridRetriever:
         sentence ranks are taken over one list holding both languages, and a passage is ranked by how well it
         answers, not by which language it is in. BM25 ranks stay per query (their scores are not comparable),
         each query's hits restricted to its own language, where words can match."""
-        w = self.weights
-        chunk_similarity: dict[str, float] = {}
-        sentence_similarity: dict[str, float] = {}
-        lexical_lists: list[tuple[Language, list[str]]] = []
-        decisive: set[tuple[str, Language]] = set()  # (chunk, the language of the query that found it)
-        chunks: dict[str, Chunk] = {}
+        found = _OwnLanguageHits()
         for text, language, vector in searches:
-            for hit in self.store.search(vector.tolist(), w.candidates, sources, language):
-                chunks[hit.chunk.id] = hit.chunk
-                chunk_similarity[hit.chunk.id] = max(chunk_similarity.get(hit.chunk.id, -1.0), hit.score)
-            best_per_chunk: dict[str, float] = {}
-            for hit in self.store.sentence_search(vector.tolist(), 3 * w.candidates, sources, language):
-                best_per_chunk.setdefault(hit.chunk_id, hit.score)  # hits come best first
-            for chunk_id_, score in list(best_per_chunk.items())[: w.candidates]:
-                sentence_similarity[chunk_id_] = max(sentence_similarity.get(chunk_id_, -1.0), score)
-            hits = self.lexical().search(text, w.candidates, sources, language)
-            lexical_lists.append((language, [hit.chunk_id for hit in hits]))
-            decisive.update((chunk_id_, language) for chunk_id_ in self._decisive(hits))
-        unseen = [i for i in (*sentence_similarity, *(i for _, ids in lexical_lists for i in ids)) if i not in chunks]
-        chunks.update(self.store.chunks_by_id(list(dict.fromkeys(unseen))))  # a chunk a refresh just replaced goes
+            self._search_in_language(found, text, language, vector, sources)
+        lexical_ids = (i for _, ids in found.lexical_lists for i in ids)
+        unseen = [i for i in (*found.sentence_similarity, *lexical_ids) if i not in found.chunks]
+        # A chunk a refresh just replaced is not found: it goes.
+        found.chunks.update(self.store.chunks_by_id(list(dict.fromkeys(unseen))))
+        lexical = self._own_language_lexical(found)
+        dense_hits = set(found.chunk_similarity)  # ranked as found, not with the similarities filled in next
+        self._similarity_without_dense_hit(found, searches)
+        dense_rank = _ranks({i: found.chunk_similarity[i] for i in dense_hits})
+        return self._own_language_fused(found, dense_rank, _ranks(found.sentence_similarity), lexical)
+
+    def _search_in_language(
+        self, found: _OwnLanguageHits, text: str, language: Language, vector: np.ndarray, sources: Sequence[str] | None
+    ) -> None:
+        """Adds to `found` the dense, sentence and BM25 hits of one query among its own language's passages."""
+        w = self.weights
+        for hit in self.store.search(vector.tolist(), w.candidates, sources, language):
+            found.chunks[hit.chunk.id] = hit.chunk
+            found.chunk_similarity[hit.chunk.id] = max(found.chunk_similarity.get(hit.chunk.id, -1.0), hit.score)
+        best_per_chunk: dict[str, float] = {}
+        for hit in self.store.sentence_search(vector.tolist(), 3 * w.candidates, sources, language):
+            best_per_chunk.setdefault(hit.chunk_id, hit.score)  # hits come best first
+        for chunk_id_, score in list(best_per_chunk.items())[: w.candidates]:
+            found.sentence_similarity[chunk_id_] = max(found.sentence_similarity.get(chunk_id_, -1.0), score)
+        hits = self.lexical().search(text, w.candidates, sources, language)
+        found.lexical_lists.append((language, [hit.chunk_id for hit in hits]))
+        found.decisive.update((chunk_id_, language) for chunk_id_ in self._decisive(hits))
+
+    def _own_language_lexical(self, found: _OwnLanguageHits) -> dict[str, float]:
+        """Each chunk's BM25 share of the fused score: reciprocal ranks summed over the queries, each ranking only
+        the hits in its own language."""
+        w = self.weights
         lexical: dict[str, float] = {}
-        for language, ids in lexical_lists:
-            own = [i for i in ids if i in chunks and chunks[i].language == language]
+        for language, ids in found.lexical_lists:
+            own = [i for i in ids if i in found.chunks and found.chunks[i].language == language]
             for rank, chunk_id_ in enumerate(own, start=1):
                 lexical[chunk_id_] = lexical.get(chunk_id_, 0.0) + w.lexical_same_language / (w.rrf_k + rank)
-        dense_hits = set(chunk_similarity)
-        missing = [i for i in chunks if i not in chunk_similarity]
-        if missing:
-            stored = self.store.embeddings_for(missing, sentences=False)
-            for chunk_id_ in missing:
-                if chunk_id_ in stored:
-                    vector = np.asarray(stored[chunk_id_].chunk, dtype=np.float32)
-                    own = [v for _, lang, v in searches if lang == chunks[chunk_id_].language]
-                    chunk_similarity[chunk_id_] = max(float(np.dot(q, vector)) for q in own)
-        dense_rank = _ranks({i: chunk_similarity[i] for i in dense_hits})
-        sentence_rank = _ranks(sentence_similarity)
+        return lexical
+
+    def _similarity_without_dense_hit(
+        self, found: _OwnLanguageHits, searches: list[tuple[str, Language, np.ndarray]]
+    ) -> None:
+        """The similarity of each chunk only a sentence or BM25 search found, from its stored vector and the
+        question in its language (a chunk whose vector is gone is left without one, and dropped)."""
+        missing = [i for i in found.chunks if i not in found.chunk_similarity]
+        if not missing:
+            return
+        stored = self.store.embeddings_for(missing, sentences=False)
+        for chunk_id_ in missing:
+            if chunk_id_ in stored:
+                vector = np.asarray(stored[chunk_id_].chunk, dtype=np.float32)
+                own = [v for _, lang, v in searches if lang == found.chunks[chunk_id_].language]
+                found.chunk_similarity[chunk_id_] = max(float(np.dot(q, vector)) for q in own)
+
+    def _own_language_fused(
+        self,
+        found: _OwnLanguageHits,
+        dense_rank: dict[str, int],
+        sentence_rank: dict[str, int],
+        lexical: dict[str, float],
+    ) -> dict[str, _Candidate]:
+        """The candidates with a similarity, by chunk id, each with its ranks and fused score."""
+        w = self.weights
         candidates: dict[str, _Candidate] = {}
-        for chunk_id_, chunk in chunks.items():
-            if chunk_id_ not in chunk_similarity:
+        for chunk_id_, chunk in found.chunks.items():
+            if chunk_id_ not in found.chunk_similarity:
                 continue
             candidate = _Candidate(
                 chunk,
                 (chunk_id_,),
-                max(chunk_similarity[chunk_id_], sentence_similarity.get(chunk_id_, -1.0)),
+                max(found.chunk_similarity[chunk_id_], found.sentence_similarity.get(chunk_id_, -1.0)),
                 dense_rank=dense_rank.get(chunk_id_),
                 sentence_rank=sentence_rank.get(chunk_id_),
-                decisive=(chunk_id_, chunk.language) in decisive,
+                decisive=(chunk_id_, chunk.language) in found.decisive,
             )
             candidate.fused = (
                 (w.dense / (w.rrf_k + candidate.dense_rank) if candidate.dense_rank else 0.0)

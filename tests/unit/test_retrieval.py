@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 
 from index.types import Chunk
 from rag.lexical import LexicalIndex
@@ -156,3 +157,49 @@ def test_a_word_match_only_a_little_ahead_of_the_next_gets_no_place():
     question = "Le président américain et la coopération ?"
     passages = retriever_for(FusionWeights(candidates=5), far=near_tie).retrieve(question, 5)
     assert near_tie.id not in [p.chunk_id for p in passages]
+
+
+# A question asked in English and its French translation, each with its own vector; the answer is in French.
+ASKED, TRANSLATED = "Who cut the Zéphyr budget?", "Qui a coupé le budget de Zéphyr ?"
+
+
+def _chunk(source: str, text: str, language: str) -> Chunk:
+    return Chunk(source=source, title="", text=text, start=0, end=len(text), index=0, language=language)
+
+
+ENGLISH = _chunk("en.txt", "The Zéphyr project links the libraries of Lyon.", "en")
+FRENCH = _chunk("fr.txt", "Le budget du projet Zéphyr a été coupé en mars.", "fr")
+WORDY = _chunk("fr2.txt", "Zéphyr : budget coupé, budget coupé.", "fr")  # the question's words, not its meaning
+
+
+def translated_retriever(weights: FusionWeights) -> HybridRetriever:
+    items = [(ENGLISH, [0.6, 0.0, 0.8]), (FRENCH, [0.1, 1.0, 0.0]), (WORDY, [0.0, 0.3, 1.0])]
+    chunks = [c for c, _ in items]
+    lexical = LexicalIndex.build([c.id for c in chunks], [c.source for c in chunks], [c.text for c in chunks], "fp",
+                                 [c.language for c in chunks])  # fmt: skip
+    query_vectors = {ASKED: [1.0, 0.0, 0.0], TRANSLATED: [0.0, 1.0, 0.0]}
+    return HybridRetriever(VectorListStore(items), lambda: lexical, query_vectors.__getitem__, weights)
+
+
+def test_with_a_translation_the_answer_in_the_other_language_is_ranked_by_its_own_language_similarity():
+    retriever = translated_retriever(FusionWeights())
+    as_asked = retriever.retrieve(ASKED, 1, language="en")
+    translated = retriever.retrieve(ASKED, 1, language="en", translations={"fr": TRANSLATED})
+    assert as_asked[0].chunk_id == ENGLISH.id  # the answer is far from the English question's vector
+    assert translated[0].chunk_id == FRENCH.id and translated[0].similarity > 0.99
+
+
+def test_with_a_translation_a_word_match_counts_only_in_the_query_s_own_language():
+    retriever = translated_retriever(FusionWeights(candidates=1))
+    searches = [(ASKED, "en", np.asarray([1.0, 0.0, 0.0])), (TRANSLATED, "fr", np.asarray([0.0, 1.0, 0.0]))]
+    for text, language, _ in searches:  # each query's one BM25 hit: the French chunk that repeats its words
+        assert [h.chunk_id for h in retriever.lexical().search(text, 1, None, language)] == [WORDY.id]
+    found = retriever._own_language_candidates(searches, None)  # type: ignore[arg-type]
+    # One dense and one sentence list over both languages; the English query's word match, in French, counts
+    # nothing, the French query's counts.
+    assert (found[FRENCH.id].dense_rank, found[ENGLISH.id].dense_rank) == (1, 2)
+    assert (found[FRENCH.id].fused, found[ENGLISH.id].fused) == (1 / 61 + 1 / 61, 1 / 62 + 1 / 62)
+    # Found by words only: ranked by them, its similarity to the question in its language from its stored vector.
+    wordy = found[WORDY.id]
+    assert wordy.dense_rank is None and wordy.sentence_rank is None and wordy.fused == 1 / 61
+    assert wordy.similarity == pytest.approx(0.3 / 1.09**0.5, abs=1e-6)
