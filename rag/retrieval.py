@@ -140,7 +140,9 @@ class HybridRetriever:
         # A chunk a refresh just replaced is not found: it goes.
         found.chunks.update(self.store.chunks_by_id(list(dict.fromkeys(unseen))))
         lexical = self._own_language_lexical(found)
-        dense_hits = set(found.chunk_similarity)  # ranked as found, not with the similarities filled in next
+        # Ranked as found, not with the similarities filled in next; a tuple, not a set, so that equal similarities
+        # (the same text in two files) rank in the order found on every run, not in the order of string hashes.
+        dense_hits = tuple(found.chunk_similarity)
         self._similarity_without_dense_hit(found, searches)
         dense_rank = _ranks({i: found.chunk_similarity[i] for i in dense_hits})
         return self._own_language_fused(found, dense_rank, _ranks(found.sentence_similarity), lexical)
