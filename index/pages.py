@@ -12,8 +12,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import threading
 import unicodedata
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 from pathlib import Path
@@ -56,28 +58,51 @@ class PageBox:
 Glyph = tuple[str, tuple[float, float, float, float]]
 
 
-def open_pdf(data: bytes) -> pypdfium2.PdfDocument:
+# PDFium is not thread-safe (pypdfium2's documentation: no two threads may call into it at once), and an answer
+# locates quotes while an upload's OCR renders pages: every use of it holds this lock, documents are opened and
+# closed under it, and what leaves it (an image, glyphs) is plain Python data. Held per page, never per document,
+# so a long scan never keeps answers waiting for more than one page's rendering.
+PDFIUM_LOCK = threading.RLock()
+
+
+@contextmanager
+def opened_pdf(data: bytes) -> Iterator[pypdfium2.PdfDocument]:
+    """The PDF open under the PDFium lock, closed on leaving."""
     import pypdfium2
 
-    try:
-        return pypdfium2.PdfDocument(data)
-    except pypdfium2.PdfiumError as exc:
-        raise LoadError(f"corrupt or unreadable PDF ({exc})") from exc
+    with PDFIUM_LOCK:
+        try:
+            pdf = pypdfium2.PdfDocument(data)
+        except pypdfium2.PdfiumError as exc:
+            raise LoadError(f"corrupt or unreadable PDF ({exc})") from exc
+        try:
+            yield pdf
+        finally:
+            pdf.close()
 
 
-def render_pdf_page(pdf: pypdfium2.PdfDocument, number: int, dpi: int = OCR_DPI) -> Image:
+def render_pdf_page(data: bytes, number: int, dpi: int = OCR_DPI) -> Image:
     """Page `number` (1-based) as a Pillow image at `dpi`, or lower if the page is huge."""
-    page = pdf[number - 1]
-    width, height = page.get_size()
-    scale = min(dpi / 72, (MAX_PAGE_PIXELS / max(1.0, width * height)) ** 0.5)
-    return page.render(scale=scale).to_pil()
+    with opened_pdf(data) as pdf:
+        page = pdf[number - 1]
+        width, height = page.get_size()
+        scale = min(dpi / 72, (MAX_PAGE_PIXELS / max(1.0, width * height)) ** 0.5)
+        return page.render(scale=scale).to_pil().copy()  # a copy: the bitmap's memory goes with the document
 
 
-def pdf_page_has_images(pdf: pypdfium2.PdfDocument, number: int) -> bool:
+def pdf_pages_with_images(data: bytes, numbers: Sequence[int]) -> list[int]:
+    """Those of `numbers` whose page holds an image (what a scanner makes)."""
     import pypdfium2.raw as pdfium_c
 
-    page = pdf[number - 1]
-    return any(True for _ in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=3))
+    with opened_pdf(data) as pdf:
+        return [
+            n for n in numbers if any(True for _ in pdf[n - 1].get_objects([pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=3))
+        ]
+
+
+def pdf_page_count(data: bytes) -> int:
+    with opened_pdf(data) as pdf:
+        return len(pdf)
 
 
 def image_frames(data: bytes) -> list[Image]:
@@ -91,19 +116,20 @@ def image_frames(data: bytes) -> list[Image]:
         raise LoadError(f"corrupt or unreadable image ({type(exc).__name__})") from exc
 
 
-def pdf_glyphs(pdf: pypdfium2.PdfDocument, number: int) -> tuple[list[Glyph], float, float]:
+def pdf_glyphs(data: bytes, number: int) -> tuple[list[Glyph], float, float]:
     """The characters of a PDF page's text layer with their boxes, and the page's width and height."""
     import pypdfium2.raw as pdfium_c
 
-    page = pdf[number - 1]
-    width, height = page.get_size()
-    textpage = page.get_textpage()
-    glyphs: list[Glyph] = []
-    for i in range(textpage.count_chars()):
-        char = chr(pdfium_c.FPDFText_GetUnicode(textpage.raw, i))
-        left, bottom, right, top = textpage.get_charbox(i)
-        glyphs.append((char, (left, height - top, right, height - bottom)))
-    return glyphs, width, height
+    with opened_pdf(data) as pdf:
+        page = pdf[number - 1]
+        width, height = page.get_size()
+        textpage = page.get_textpage()
+        glyphs: list[Glyph] = []
+        for i in range(textpage.count_chars()):
+            char = chr(pdfium_c.FPDFText_GetUnicode(textpage.raw, i))
+            left, bottom, right, top = textpage.get_charbox(i)
+            glyphs.append((char, (left, height - top, right, height - bottom)))
+        return glyphs, width, height
 
 
 def ocr_glyphs(page: OcrPage, units_per_pixel: float) -> list[Glyph]:
@@ -175,7 +201,7 @@ def has_text_layer(text: str | Sequence[Glyph]) -> bool:
     return sum(char.isalnum() for char in chars) >= _MIN_TEXT_LAYER_CHARS
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=4)  # files of up to the upload limit each
 def _file(path: str, content_hash: str) -> bytes | None:
     """The file's bytes if it still holds the content that was indexed (else offsets and pages mean nothing)."""
     try:
@@ -194,10 +220,9 @@ def _page_glyphs(path: str, kind: str, content_hash: str, number: int, ocr_cache
     ocr = OcrReader(ocr_cache).cached(content_hash, number)
     if kind == "image":
         return _PageText(ocr_glyphs(ocr, 1.0), ocr.width, ocr.height) if ocr else None
-    pdf = open_pdf(data)
-    if not 1 <= number <= len(pdf):
+    if not 1 <= number <= pdf_page_count(data):
         return None
-    glyphs, width, height = pdf_glyphs(pdf, number)
+    glyphs, width, height = pdf_glyphs(data, number)
     if not has_text_layer(glyphs) and ocr is not None:
         glyphs = ocr_glyphs(ocr, width / ocr.width)
     return _PageText(glyphs, width, height)
@@ -241,10 +266,9 @@ def page_png(path: str, kind: str, content_hash: str, page: int, dpi: int = 110)
     if data is None or kind not in PAGED_KINDS:
         return None
     if kind == "pdf":
-        pdf = open_pdf(data)
-        if not 1 <= page <= len(pdf):
+        if not 1 <= page <= pdf_page_count(data):
             return None
-        image = render_pdf_page(pdf, page, dpi)
+        image = render_pdf_page(data, page, dpi)
     else:
         frames = image_frames(data)
         if not 1 <= page <= len(frames):

@@ -176,13 +176,12 @@ def _pdf_pages(data: bytes, budget: _PdfBudget) -> tuple[list[str], str]:
 
 def _read_scanned_pages(data: bytes, texts: list[str], bounds: Bounds) -> list[str]:
     """Pages without a text layer but with an image on them, read by OCR; all pages' text in order."""
-    from index.pages import has_text_layer, open_pdf, pdf_page_has_images, render_pdf_page
+    from index.pages import has_text_layer, pdf_pages_with_images, render_pdf_page
 
     missing = [number for number, text in enumerate(texts, start=1) if not has_text_layer(text)]
     if not missing:
         return texts
-    pdf = open_pdf(data)
-    scanned = [number for number in missing if pdf_page_has_images(pdf, number)]
+    scanned = pdf_pages_with_images(data, missing)
     if not scanned:
         if len(missing) == len(texts):
             raise LoadError("no extractable text")
@@ -194,7 +193,7 @@ def _read_scanned_pages(data: bytes, texts: list[str], bounds: Bounds) -> list[s
             bounds.ocr.note(f"pages {', '.join(map(str, scanned))} {NEEDS_OCR}")
         return texts
     key = hashlib.sha256(data).hexdigest()
-    pages = [(number, functools.partial(render_pdf_page, pdf, number)) for number in scanned]
+    pages = [(number, functools.partial(render_pdf_page, data, number)) for number in scanned]
     read = bounds.ocr.read(key, pages, len(texts))
     return [read[number].text if number in read else text for number, text in enumerate(texts, start=1)]
 

@@ -135,3 +135,24 @@ def test_a_stamp_is_not_a_text_layer() -> None:
 def test_a_sentence_sharing_a_phrase_with_the_quote_is_not_taken_for_it() -> None:
     glyphs = _glyphs(["Fictional coins: an introduction. This document lists coins that do not exist."])
     assert locate(glyphs, "The vortiban is a fictional coin struck in Quimperle since 1852.") == []
+
+
+def test_pages_can_be_read_from_many_threads_at_once() -> None:
+    """PDFium is not thread-safe: answers locate quotes while an upload renders pages. Without the lock in
+    index.pages this crashes or corrupts results; with it every thread reads the same page."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from index.pages import pdf_glyphs, render_pdf_page
+
+    data = text_pdf([["First page."], ["Second page, first line.", "The quoted sentence is here."]])
+
+    def work(i: int) -> tuple[str, tuple[int, int]]:
+        glyphs, _, _ = pdf_glyphs(data, 2)
+        image = render_pdf_page(data, 1 + i % 2, dpi=36)
+        return "".join(char for char, _ in glyphs), image.size
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(work, range(64)))
+    texts = {text for text, _ in results}
+    assert len(texts) == 1 and "The quoted sentence is here." in texts.pop().replace("\r\n", " ")
+    assert {size for _, size in results} == {(300, 400)}
