@@ -175,6 +175,8 @@ class OcrReader:
             results[number] = page
             if page.words and page.confidence < LOW_CONFIDENCE:
                 self.note(f"page {number}: OCR confidence {page.confidence:.0f}%, text may be misread")
+            # A page of under 200 characters (a cover, a stamp) is too little to tell French from English by:
+            # the next page with more text decides.
             if languages == _BOTH and self.detect and len(page.text) >= 200:
                 languages = TESSERACT_LANGUAGES.get(self.detect(page.text), _BOTH)
         return results
