@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import sys
 import threading
 import unicodedata
 from collections.abc import Iterator, Sequence
@@ -84,10 +85,14 @@ def opened_pdf(data: bytes) -> Iterator[pypdfium2.PdfDocument]:
 def render_pdf_page(data: bytes, number: int, dpi: int = OCR_DPI) -> Image:
     """Page `number` (1-based) as a Pillow image at `dpi`, or lower if the page is huge."""
     with opened_pdf(data) as pdf:
-        page = pdf[number - 1]
-        width, height = page.get_size()
-        scale = min(dpi / 72, (MAX_PAGE_PIXELS / max(1.0, width * height)) ** 0.5)
-        return page.render(scale=scale).to_pil().copy()  # a copy: the bitmap's memory goes with the document
+        return _render(pdf, number, dpi)
+
+
+def _render(pdf: pypdfium2.PdfDocument, number: int, dpi: int) -> Image:
+    page = pdf[number - 1]
+    width, height = page.get_size()
+    scale = min(dpi / 72, (MAX_PAGE_PIXELS / max(1.0, width * height)) ** 0.5)
+    return page.render(scale=scale).to_pil().copy()  # a copy: the bitmap's memory goes with the document
 
 
 def pdf_pages_with_images(data: bytes, numbers: Sequence[int]) -> list[int]:
@@ -100,27 +105,29 @@ def pdf_pages_with_images(data: bytes, numbers: Sequence[int]) -> list[int]:
         ]
 
 
-def pdf_page_count(data: bytes) -> int:
-    with opened_pdf(data) as pdf:
-        return len(pdf)
-
-
-def image_frames(data: bytes) -> list[Image]:
-    """Every frame of an image file (a TIFF can hold a whole scanned document), as RGB images."""
+def image_frames(data: bytes, max_frames: int) -> list[Image]:
+    """Every frame of an image file (a TIFF can hold a whole scanned document), as RGB images; a file of more
+    than `max_frames` frames is a LoadError before any frame is decoded."""
     from PIL import Image, ImageSequence, UnidentifiedImageError
 
     try:
         image = Image.open(io.BytesIO(data))
+        count = getattr(image, "n_frames", 1)
+        if count > max_frames:
+            raise LoadError(f"image too long: {count} frames, limit {max_frames}")
         return [frame.convert("RGB") for frame in ImageSequence.Iterator(image)]
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise LoadError(f"corrupt or unreadable image ({type(exc).__name__})") from exc
 
 
-def pdf_glyphs(data: bytes, number: int) -> tuple[list[Glyph], float, float]:
-    """The characters of a PDF page's text layer with their boxes, and the page's width and height."""
+def pdf_glyphs(data: bytes, number: int) -> tuple[list[Glyph], float, float] | None:
+    """The characters of a PDF page's text layer with their boxes, and the page's width and height; None when
+    the PDF has no page `number`."""
     import pypdfium2.raw as pdfium_c
 
     with opened_pdf(data) as pdf:
+        if not 1 <= number <= len(pdf):
+            return None
         page = pdf[number - 1]
         width, height = page.get_size()
         textpage = page.get_textpage()
@@ -220,9 +227,10 @@ def _page_glyphs(path: str, kind: str, content_hash: str, number: int, ocr_cache
     ocr = OcrReader(ocr_cache).cached(content_hash, number)
     if kind == "image":
         return _PageText(ocr_glyphs(ocr, 1.0), ocr.width, ocr.height) if ocr else None
-    if not 1 <= number <= pdf_page_count(data):
+    found = pdf_glyphs(data, number)
+    if found is None:
         return None
-    glyphs, width, height = pdf_glyphs(data, number)
+    glyphs, width, height = found
     if not has_text_layer(glyphs) and ocr is not None:
         glyphs = ocr_glyphs(ocr, width / ocr.width)
     return _PageText(glyphs, width, height)
@@ -266,11 +274,12 @@ def page_png(path: str, kind: str, content_hash: str, page: int, dpi: int = 110)
     if data is None or kind not in PAGED_KINDS:
         return None
     if kind == "pdf":
-        if not 1 <= page <= pdf_page_count(data):
-            return None
-        image = render_pdf_page(data, page, dpi)
+        with opened_pdf(data) as pdf:
+            if not 1 <= page <= len(pdf):
+                return None
+            image = _render(pdf, page, dpi)
     else:
-        frames = image_frames(data)
+        frames = image_frames(data, max_frames=sys.maxsize)  # it was indexed, so within the loader's bound
         if not 1 <= page <= len(frames):
             return None
         image = frames[page - 1]

@@ -11,9 +11,7 @@ from index.types import LoadError
 
 
 def load_image(data: bytes, bounds: Bounds) -> Extracted:
-    frames = image_frames(data)
-    if len(frames) > bounds.max_pdf_pages:
-        raise LoadError(f"image too long: {len(frames)} frames, limit {bounds.max_pdf_pages}")
+    frames = image_frames(data, bounds.max_pdf_pages)
     if bounds.ocr is None or not bounds.ocr.available():
         raise LoadError(NEEDS_OCR)
     key = hashlib.sha256(data).hexdigest()

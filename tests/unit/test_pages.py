@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 from pathlib import Path
 
 import pytest
@@ -103,7 +105,7 @@ def test_without_tesseract_a_scan_is_reported_and_a_mixed_pdf_keeps_its_text_pag
 
     writer = PdfWriter()
     for part in (text_pdf([["A page of text that says enough to be a page of its own."]]), scan.read_bytes()):
-        for page in PdfReader(__import__("io").BytesIO(part)).pages:
+        for page in PdfReader(io.BytesIO(part)).pages:
             writer.add_page(page)
     mixed = tmp_path / "mixed.pdf"
     with mixed.open("wb") as out:
@@ -156,3 +158,19 @@ def test_pages_can_be_read_from_many_threads_at_once() -> None:
     texts = {text for text, _ in results}
     assert len(texts) == 1 and "The quoted sentence is here." in texts.pop().replace("\r\n", " ")
     assert {size for _, size in results} == {(300, 400)}
+
+
+def test_a_multi_frame_image_is_bounded_before_decoding_and_each_frame_is_a_page(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from index.pages import page_png
+
+    frames = [Image.new("L", (60, 80), shade) for shade in (0, 128, 255)]
+    path = tmp_path / "scan.tiff"
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    with pytest.raises(LoadError, match=r"image too long: 3 frames, limit 2"):
+        load_document(path, tmp_path, max_pdf_pages=2)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    second = page_png(str(path), "image", digest, 2)
+    assert second is not None and Image.open(io.BytesIO(second)).getpixel((5, 5)) == (128, 128, 128)
+    assert page_png(str(path), "image", digest, 4) is None
