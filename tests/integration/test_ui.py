@@ -284,6 +284,24 @@ PDF_PAGES = [  # Helvetica without an encoding table: ASCII only
 ]
 
 
+SETTLED_PAGE_VIEW = """async () => {
+    const find = () => ['img', '.quote-box'].map((s) => document.querySelector('#source-card .page-view ' + s));
+    await find()[0].decode();
+    const rects = () => find().map((e) => {
+        const r = e.getBoundingClientRect();
+        return {x: r.x, y: r.y, width: r.width, height: r.height};
+    });
+    let last = '';
+    for (let tries = 0; tries < 100; tries++) {
+        await new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)));
+        const now = JSON.stringify(rects());
+        if (now === last) break;
+        last = now;
+    }
+    return rects();
+}"""
+
+
 @pytest.mark.browser
 def test_a_pdf_citation_shows_its_page_with_the_quote_boxed(server: str, browser, tmp_path: Path) -> None:
     import httpx
@@ -304,15 +322,15 @@ def test_a_pdf_citation_shows_its_page_with_the_quote_boxed(server: str, browser
     answer.locator("button.cite-chip").first.click()
     card = page.locator("#source-card .source-card")
     card.get_by_text(PDF_NAME).wait_for(timeout=30_000)
-    image, boxes = card.locator(".page-view img"), card.locator(".page-view .quote-box")
-    image.wait_for(timeout=30_000)
-    assert boxes.count() >= 1
-    assert page.evaluate("(img) => img.complete && img.naturalWidth > 0", image.element_handle())
+    card.locator(".page-view .quote-box").first.wait_for(timeout=30_000)
+    # Both rectangles read in one script, found afresh each frame, once the image is decoded and the layout has
+    # held still for two frames (read one after the other, a settling card gave them from different layouts).
+    shown, box = page.evaluate(SETTLED_PAGE_VIEW)
+    assert box["width"] > 50
     # The box lies on the page image, in its upper part, where the second page draws its lines.
-    shown, box = image.bounding_box(), boxes.first.bounding_box()
-    assert shown and box and box["width"] > 50
     assert shown["x"] <= box["x"] and box["x"] + box["width"] <= shown["x"] + shown["width"]
     assert shown["y"] <= box["y"] <= shown["y"] + shown["height"] / 3
+    assert abs((box["x"] - shown["x"]) / shown["width"] - 40 / 600) < 0.02  # the line starts at x=40 of 600 pt
     link = card.locator(".page-view figcaption a")
     assert link.get_attribute("href").endswith(f"/v1/files/{PDF_NAME}#page=2")
     card.scroll_into_view_if_needed()
