@@ -103,6 +103,7 @@ class Documents:
     heading: gr.Markdown
     table: gr.Dataframe
     status: gr.Markdown
+    read_only_note: gr.Markdown
     key_box: gr.Row
     key_field: gr.Textbox
     unlock: gr.Button
@@ -137,7 +138,8 @@ def build_ui(service: RagService) -> gr.Blocks:
     """The whole interface, bound to `service`. No launch() here: the caller mounts or launches it."""
     settings: Settings = service.settings
     handlers = Handlers(service)
-    key_gate = settings.api_key is not None and not settings.api_key_for_read  # with for_read: Gradio's login
+    # The key field when writes need the key (with for_read: Gradio's login asks it); none on a read-only replica.
+    key_gate = settings.api_key is not None and not settings.api_key_for_read and not settings.read_only
     with gr.Blocks(title="rag-cite") as demo:
         # Styles travel inside the Blocks: mount_gradio_app() resets Blocks.css unless given css= itself.
         gr.HTML(f"<style>{CSS}</style>", elem_id="rag-style", padding=False)
@@ -232,8 +234,10 @@ def _settings_box(settings: Settings) -> tuple[gr.Accordion, gr.Radio, gr.Slider
 
 def _documents_tab(service: RagService, handlers: Handlers, key_gate: bool) -> Documents:
     """The documents table and status; the key field, when the server has a key; the write controls, shown
-    once the key was given (at once without a key)."""
+    once the key was given (at once without a key). A read-only replica shows neither, but a line saying where
+    documents are managed: its service would refuse every write anyway."""
     en = STRINGS["en"]
+    read_only = service.settings.read_only
     with gr.Tab(en["tab_docs"], id="documents", elem_id="tab-documents") as tab:
         heading = gr.Markdown(f"### {en['docs_heading']}")
         table = gr.Dataframe(
@@ -248,14 +252,15 @@ def _documents_tab(service: RagService, handlers: Handlers, key_gate: bool) -> D
         status = gr.Markdown("", elem_id="docs-status")
         # Shown by the page script when a chosen file is over the limit (it never leaves the browser).
         gr.HTML('<p id="rag-upload-error" role="alert"></p>', padding=False)
+        read_only_note = gr.Markdown(en["read_only"], visible=read_only, elem_id="rag-read-only")
         with gr.Row(visible=key_gate, equal_height=True, elem_id="rag-key-box") as key_box:
             key_field = gr.Textbox(
                 type="password", label=en["key_label"], info=en["key_info"], scale=4, min_width=200, elem_id="rag-key"
             )
             unlock = gr.Button(en["unlock"], scale=1, min_width=100, elem_id="rag-unlock")
-        with gr.Column(visible=not key_gate, elem_id="rag-write-controls") as write_controls:
+        with gr.Column(visible=not key_gate and not read_only, elem_id="rag-write-controls") as write_controls:
             writes = _write_controls(service, handlers)
-    return Documents(tab, heading, table, status, key_box, key_field, unlock, write_controls, **writes)
+    return Documents(tab, heading, table, status, read_only_note, key_box, key_field, unlock, write_controls, **writes)
 
 
 def _write_controls(service: RagService, handlers: Handlers) -> dict[str, Any]:
@@ -399,6 +404,7 @@ def _labels(h: Handlers, header: Header, chat: Chat, docs: Documents) -> list[tu
         (chat.generator, lambda lang: gr.Radio(label=t(lang, "generator"), info=t(lang, "generator_info"))),
         (chat.k, lambda lang: gr.Slider(label=t(lang, "k"), info=t(lang, "k_info"))),
         (docs.heading, lambda lang: f"### {t(lang, 'docs_heading')}"),
+        (docs.read_only_note, lambda lang: t(lang, "read_only")),
         (
             docs.upload,
             lambda lang: gr.File(label=t(lang, "upload_label", limit=h.limit_in(lang), types=_upload_types(h.service))),

@@ -102,7 +102,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "rejected": "✗ {name}: rejected — {reason}",
         "deleted": "✓ {name} deleted.",
         "index_busy": "Another indexer is running; try again when it has finished.",
-        "read_only": "This server is a read-only replica: add, delete and re-index documents on the indexer.",
+        "read_only": "This server is a read-only replica: documents are added, deleted and re-indexed on the "
+        "indexing server.",
         "docs_status_label": "Documents status",
         "too_large": "{name}: too large: {size}, limit {limit}",
         "too_long": "Question too long: {size} characters (limit {limit}).",
@@ -208,8 +209,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "rejected": "✗ {name} : refusé — {reason}",
         "deleted": "✓ {name} supprimé.",
         "index_busy": "Une autre indexation est en cours ; réessayez quand elle sera terminée.",
-        "read_only": "Ce serveur est une réplique en lecture seule : ajoutez, supprimez et réindexez les documents "
-        "sur l'indexeur.",
+        "read_only": "Ce serveur est une réplique en lecture seule : les documents s'ajoutent, se suppriment et se "
+        "réindexent sur le serveur d'indexation.",
         "docs_status_label": "État des documents",
         "too_large": "{name} : trop volumineux : {size}, limite {limit}",
         "too_long": "Question trop longue : {size} caractères (limite {limit}).",

@@ -1,6 +1,7 @@
 """A read-only replica (`RAG_READ_ONLY`, `rag serve --read-only`): the service refuses every write with
 ReadOnlyError and never reconciles at start-up, while it answers from the store the indexer writes; the API
-translates the refusal to a 403 `code: read_only`, the UI to its message, `rag index` to exit code 5.
+translates the refusal to a 403 `code: read_only`, `rag index` to exit code 5; the UI shows no write control,
+but a line saying documents are managed on the indexing server (its events still answer with the refusal).
 On the fakes: one MemoryBackend shared by an indexer and a reader stands for the shared Chroma server; the
 same with real processes is tests/integration/test_replicas.py."""
 
@@ -131,6 +132,24 @@ def test_the_ui_says_the_reader_is_read_only(replicas, tmp_path: Path) -> None:
         assert t(lang, "read_only") in handlers._add_file(uploaded, False, lang, uploaded.parent)
         assert not uploaded.exists()  # the refused upload's stored copy is removed all the same
     assert [r.source for r in indexer.documents()] == ["zephyr.txt"]
+
+
+@pytest.mark.parametrize("api_key", [None, "secret"])
+def test_the_ui_of_a_reader_shows_no_write_controls_but_where_documents_are_managed(fake_service, api_key) -> None:
+    from ui.app import build_ui
+    from ui.i18n import t
+
+    for read_only in (False, True):
+        demo = build_ui(fake_service(api_key=api_key, read_only=read_only))
+        parts = {block.elem_id: block for block in demo.blocks.values() if getattr(block, "elem_id", None)}
+        writable = not read_only
+        # The upload, delete and re-index controls live in one column; the key field asks for the right to use them.
+        assert parts["rag-write-controls"].visible is (writable and api_key is None)
+        assert parts["rag-key-box"].visible is (writable and api_key is not None)
+        note = parts["rag-read-only"]
+        assert note.visible is read_only and note.value == t("en", "read_only")
+        relabel = next(event for event in demo.fns.values() if event.name == "apply_language")
+        assert relabel.fn("fr", "", [])[relabel.outputs.index(note)] == t("fr", "read_only")
 
 
 def test_rag_index_on_a_reader_exits_5_and_serve_read_only_sets_the_setting(
