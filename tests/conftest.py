@@ -88,26 +88,16 @@ def embedder(models_dir: Path):
 def chroma_server_url(tmp_path_factory: pytest.TempPathFactory):
     """A Chroma server for tests that exercise the client/server mode: RAG_TEST_CHROMA_URL when set, otherwise
     `chroma run` on a free loopback port, stopped at the end of the session. Use a unique collection per test."""
-    import sys
-
-    from harness import ServerNotReady, start_server
+    from harness import CHROMA_CLI, ServerNotReady, start_chroma_server
 
     given = os.environ.get("RAG_TEST_CHROMA_URL")
     if given:
         yield given.rstrip("/")
         return
-    executable = Path(sys.executable).with_name("chroma")
-    if not executable.exists():
+    if not CHROMA_CLI.exists():
         pytest.skip("the chroma CLI is not installed")
-    root = tmp_path_factory.mktemp("chroma-server")
-    db = str(root / "db")
     try:
-        server = start_server(
-            lambda port: [str(executable), "run", "--path", db, "--host", "127.0.0.1", "--port", str(port)],
-            ready_path="/api/v2/heartbeat",
-            log_path=root / "server.log",
-            timeout=60,
-        )
+        server = start_chroma_server(tmp_path_factory.mktemp("chroma-server"))
     except ServerNotReady as exc:
         pytest.fail(f"chroma run: {exc}")
     try:

@@ -1,7 +1,7 @@
 """Run a server as a child process on a free loopback port and wait until it answers.
 
-A test and bench harness, not part of the product: the API and UI tests, the Chroma server fixture and the load
-bench (`bench/load.py` imports it as `tests.harness`). Loopback only: nothing here listens elsewhere.
+A test and bench harness, not part of the product: the API and UI tests, the Chroma server fixture, the load
+and scale benches (`bench/load.py` imports it as `tests.harness`). Loopback only: nothing here listens elsewhere.
 """
 
 from __future__ import annotations
@@ -97,6 +97,21 @@ def start_server(
             server.stop()
             raise ServerNotReady(f"the server did not answer within {timeout:.0f} s:\n{server.log_tail()}")
         time.sleep(0.3)
+
+
+CHROMA_CLI = Path(sys.executable).with_name("chroma")  # this venv's `chroma`
+
+
+def start_chroma_server(root: Path, *, timeout: float = 60) -> ChildServer:
+    """`chroma run` on a free loopback port, its database in root/chroma and its log in root/chroma.log; returns
+    once its heartbeat answers."""
+    database = str(root / "chroma")
+    return start_server(
+        lambda port: [str(CHROMA_CLI), "run", "--path", database, "--host", "127.0.0.1", "--port", str(port)],
+        ready_path="/api/v2/heartbeat",
+        log_path=root / "chroma.log",
+        timeout=timeout,
+    )
 
 
 def start_rag_serve(
