@@ -1,19 +1,24 @@
 """BM25 over the same chunks as the vector store, with one analyzer for French and English.
 
-The index is derived data: it is rebuilt from the store's chunks by the refresh that changed them (a few
-milliseconds for thousands of chunks), persisted beside the store, and tagged with the fingerprint of the
-document set it was built from, so a reader can tell when another process has refreshed the store.
+The index is derived data, kept per document: each document's postings are added, replaced or removed on their
+own (in proportion to that document, not to the corpus), persisted as one file per document beside the store,
+and tagged with the key of the indexed state they were read from, so a process sharing the store (a replica)
+catches up on what another changed by reading only the documents whose key differs (`rag.refresh`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import math
 import os
 import re
 import shutil
+import threading
 import unicodedata
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -118,20 +123,91 @@ def _english_stemmer():
     return Stemmer.Stemmer("english")
 
 
+# bm25s's defaults ("lucene" BM25), which the index used when it was rebuilt whole: scores are unchanged.
+_K1, _B = 1.5, 0.75
+_EMPTY = "\x00"  # an empty-token chunk still counts as a document of length 1 (queries never hold this token)
+# Postings of documents added since the last merge are kept aside (lists by term) and merged into the base
+# arrays once they reach a quarter of it, so a merge's cost is spread over the additions that made it due.
+_MERGE_FRACTION = 4
+_MERGE_MIN_POSTINGS = 50_000
+
+
 @dataclass(frozen=True)
 class LexicalHit:
     chunk_id: str
     score: float
 
 
-class LexicalIndex:
-    """bm25s over analysed chunk texts; `search` never rebuilds anything."""
+@dataclass(frozen=True)
+class LexicalEntry:
+    """One chunk as BM25 reads it: its id, its search text and its language ("" = detect)."""
 
-    def __init__(self, ids: Sequence[str], sources: Sequence[str], retriever, fingerprint: str):
-        self.ids = list(ids)
-        self.sources = np.array(sources, dtype=object)
-        self._retriever = retriever
-        self.fingerprint = fingerprint
+    chunk_id: str
+    text: str
+    language: str = ""
+
+
+@dataclass
+class _Segment:
+    """One document's rows, and each row's distinct terms (their document frequencies fall when it goes)."""
+
+    key: str
+    rows: np.ndarray
+    terms: np.ndarray
+
+
+class _Column:
+    """A numpy array that grows at its end in amortised constant time per element."""
+
+    def __init__(self, dtype: type):
+        self._data = np.zeros(16, dtype=dtype)
+        self.size = 0
+
+    def extend(self, values: Sequence | np.ndarray) -> None:
+        needed = self.size + len(values)
+        if needed > len(self._data):
+            grown = np.zeros(max(needed, 2 * len(self._data)), dtype=self._data.dtype)
+            grown[: self.size] = self._data[: self.size]
+            self._data = grown
+        self._data[self.size : needed] = values
+        self.size = needed
+
+    @property
+    def view(self) -> np.ndarray:
+        return self._data[: self.size]
+
+    def replace(self, values: np.ndarray) -> None:
+        self._data, self.size = np.array(values, dtype=self._data.dtype), len(values)
+
+
+class LexicalIndex:
+    """BM25 over analysed chunk texts, updated one document at a time; `search` never rebuilds anything.
+
+    Postings live in a base (by term: rows and term frequencies, in arrays) plus those of documents added since
+    the last merge; a removed document's rows are masked until the next merge drops them. Scores are computed
+    at query time from term frequencies, document frequencies and the average length of the documents present,
+    with bm25s's formula and float types, so they equal what a bm25s index built over the same chunks gives.
+    Thread-safe: updates and searches take one lock."""
+
+    def __init__(self, directory: Path | None = None):
+        """`directory`: where each document's postings are persisted (memory only when None)."""
+        self._lock = threading.RLock()
+        self._directory = directory
+        self._vocabulary: dict[str, int] = {}
+        self._document_frequency = _Column(np.int64)
+        self._ids: list[str] = []
+        self._row_source = _Column(np.int32)
+        self._row_length = _Column(np.int64)
+        self._alive = _Column(np.bool_)
+        self._source_numbers: dict[str, int] = {}
+        self._segments: dict[str, _Segment] = {}
+        self._live_rows = 0
+        self._live_length = 0
+        self._base_pointers = np.zeros(1, dtype=np.int64)
+        self._base_rows = np.zeros(0, dtype=np.int64)
+        self._base_frequencies = np.zeros(0, dtype=np.float32)
+        self._recent: dict[int, tuple[list[int], list[int]]] = {}
+        self._recent_postings = 0
 
     @classmethod
     def build(
@@ -139,119 +215,265 @@ class LexicalIndex:
         ids: Sequence[str],
         sources: Sequence[str],
         texts: Sequence[str],
-        fingerprint: str,
         languages: Sequence[str] | None = None,
-    ):
-        """`languages`: each text's, as detected at indexing (detected here when not given or empty)."""
-        import bm25s
-
-        languages = [
-            given or detect_language(t) for t, given in zip(texts, languages or [""] * len(texts), strict=True)
-        ]
-        retriever = bm25s.BM25()
-        if texts:
-            # bm25s needs a non-empty vocabulary; an empty-token chunk gets a placeholder that queries never hit.
-            tokens = [analyze_in(t, lang) or ["\x00"] for t, lang in zip(texts, languages, strict=True)]
-            retriever.index(tokens, show_progress=False)
-        return cls(ids, sources, retriever if texts else None, fingerprint)
-
-    @classmethod
-    def empty(cls) -> LexicalIndex:
-        return cls([], [], None, fingerprint="")
+        *,
+        key: str = "",
+    ) -> LexicalIndex:
+        """An index in memory over these chunks, each document's under `key`."""
+        index = cls()
+        documents: dict[str, list[LexicalEntry]] = {}
+        for chunk_id, source, text, language in zip(ids, sources, texts, languages or [""] * len(ids), strict=True):
+            documents.setdefault(source, []).append(LexicalEntry(chunk_id, text, language))
+        for source, entries in documents.items():
+            index.put(source, key, entries)
+        return index
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return self._live_rows
 
+    @property
+    def ids(self) -> list[str]:
+        """The chunk ids indexed, document by document in the order they were put."""
+        with self._lock:
+            return [self._ids[row] for segment in self._segments.values() for row in segment.rows]
+
+    def keys(self) -> dict[str, str]:
+        """Each indexed document's key: what the index read of it (see `rag.refresh.lexical_key`)."""
+        with self._lock:
+            return {source: segment.key for source, segment in self._segments.items()}
+
+    # --- updates: in proportion to the document -----------------------------------------------------------
+    def put(self, source: str, key: str, entries: Sequence[LexicalEntry]) -> None:
+        """Index (or re-index) one document's chunks, replacing what the index held of it."""
+        counts = [Counter(analyze_in(e.text, e.language or detect_language(e.text)) or [_EMPTY]) for e in entries]
+        with self._lock:
+            self._put_counted(source, key, [e.chunk_id for e in entries], counts)
+            if self._directory is not None:
+                _write_segment(self._directory, source, key, [e.chunk_id for e in entries], counts)
+
+    def remove(self, source: str) -> None:
+        """Forget one document (nothing when it is not indexed)."""
+        with self._lock:
+            self._drop(source)
+            if self._directory is not None:
+                _segment_path(self._directory, source).unlink(missing_ok=True)
+            if len(self._ids) > 2 * max(self._live_rows, 1):
+                self._merge()  # masked rows outnumber live ones: drop them
+
+    def _put_counted(self, source: str, key: str, ids: Sequence[str], counts: Sequence[Counter[str]]) -> None:
+        self._drop(source)
+        number = self._source_numbers.setdefault(source, len(self._source_numbers))
+        first = len(self._ids)
+        rows = np.arange(first, first + len(ids), dtype=np.int64)
+        distinct: list[int] = []
+        lengths = []
+        for row, count in zip(rows.tolist(), counts, strict=True):
+            for term, frequency in count.items():
+                term_id = self._vocabulary.get(term)
+                if term_id is None:
+                    term_id = self._vocabulary[term] = len(self._vocabulary)
+                    self._document_frequency.extend([0])
+                    self._recent[term_id] = ([], [])
+                postings = self._recent.setdefault(term_id, ([], []))
+                postings[0].append(row)
+                postings[1].append(frequency)
+                distinct.append(term_id)
+            lengths.append(sum(count.values()))
+        terms = np.array(distinct, dtype=np.int64)
+        np.add.at(self._document_frequency.view, terms, 1)
+        self._ids += ids
+        self._row_source.extend([number] * len(ids))
+        self._row_length.extend(lengths)
+        self._alive.extend([True] * len(ids))
+        self._segments[source] = _Segment(key, rows, terms)
+        self._live_rows += len(ids)
+        self._live_length += sum(lengths)
+        self._recent_postings += len(terms)
+        if self._recent_postings >= max(_MERGE_MIN_POSTINGS, len(self._base_rows) // _MERGE_FRACTION):
+            self._merge()
+
+    def _drop(self, source: str) -> None:
+        segment = self._segments.pop(source, None)
+        if segment is None:
+            return
+        self._alive.view[segment.rows] = False
+        np.subtract.at(self._document_frequency.view, segment.terms, 1)
+        self._live_rows -= len(segment.rows)
+        self._live_length -= int(self._row_length.view[segment.rows].sum())
+
+    def _merge(self) -> None:
+        """Fold the recent postings into the base and drop masked rows (rows are renumbered)."""
+        vocabulary = len(self._vocabulary)
+        base_terms = np.repeat(np.arange(len(self._base_pointers) - 1), np.diff(self._base_pointers))
+        recent_terms = [np.full(len(rows), term) for term, (rows, _) in self._recent.items()]
+        terms = np.concatenate([base_terms, *recent_terms]).astype(np.int64)
+        rows = np.concatenate([self._base_rows, *(np.array(r, np.int64) for r, _ in self._recent.values())])
+        frequencies = np.concatenate(
+            [self._base_frequencies, *(np.array(f, np.float32) for _, f in self._recent.values())]
+        )
+        alive = self._alive.view
+        keep = alive[rows]
+        renumbered = np.cumsum(alive) - 1
+        terms, rows, frequencies = terms[keep], renumbered[rows[keep]], frequencies[keep]
+        order = np.lexsort((rows, terms))
+        self._base_rows, self._base_frequencies = rows[order], frequencies[order]
+        self._base_pointers = np.concatenate([[0], np.cumsum(np.bincount(terms, minlength=vocabulary))])
+        self._recent, self._recent_postings = {}, 0
+        survivors = np.flatnonzero(alive)
+        self._ids = [self._ids[row] for row in survivors.tolist()]
+        self._row_source.replace(self._row_source.view[survivors])
+        self._row_length.replace(self._row_length.view[survivors])
+        self._alive.replace(np.ones(len(survivors), dtype=np.bool_))
+        for segment in self._segments.values():
+            segment.rows = renumbered[segment.rows]
+
+    # --- search -------------------------------------------------------------------------------------------
     def search(
         self, query: str, k: int, sources: Sequence[str] | None = None, language: Language | None = None
     ) -> list[LexicalHit]:
-        """`language`: the query's, when only passages in that language are wanted (stemmed its way only)."""
+        """`language`: the query's, when only passages in that language are wanted (stemmed its way only).
+        Equal scores rank by chunk id, so every replica ranks alike whatever order it indexed in."""
         tokens = analyze_in(query, language) if language else analyze_query(query)
-        if self._retriever is None or not tokens:
-            return []
-        scores = np.asarray(self._retriever.get_scores(tokens), dtype=np.float32)
-        if sources:
-            scores = np.where(np.isin(self.sources, list(sources)), scores, 0.0)
-        top = np.argsort(-scores)[:k]
-        return [LexicalHit(self.ids[i], float(scores[i])) for i in top if scores[i] > 0]
+        with self._lock:
+            term_ids = [self._vocabulary[t] for t in tokens if t in self._vocabulary]
+            if not term_ids or not self._live_rows:
+                return []
+            scores = self._scores(term_ids)
+            if sources:
+                wanted = [self._source_numbers[s] for s in sources if s in self._source_numbers]
+                scores[~np.isin(self._row_source.view, wanted)] = 0.0
+            found = np.flatnonzero(scores > 0)
+            if len(found) > k:  # the k best, and every row tied with the k-th
+                floor = np.partition(scores[found], len(found) - k)[len(found) - k]
+                found = found[scores[found] >= floor]
+            ranked = sorted(found.tolist(), key=lambda row: (-scores[row], self._ids[row]))[:k]
+            return [LexicalHit(self._ids[row], float(scores[row])) for row in ranked]
 
-    # --- persistence: written aside, then swapped in -------------------------------------------
-    def save(self, directory: Path) -> None:
-        staging = directory.with_name(directory.name + ".tmp")
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        if self._retriever is not None:
-            self._retriever.save(str(staging / "bm25"))
-        meta = {"ids": self.ids, "sources": self.sources.tolist(), "fingerprint": self.fingerprint}
-        (staging / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
-        retired = directory.with_name(directory.name + ".old")
-        shutil.rmtree(retired, ignore_errors=True)
-        if directory.exists():
-            os.replace(directory, retired)
-        os.replace(staging, directory)
-        shutil.rmtree(retired, ignore_errors=True)
+    def _scores(self, term_ids: list[int]) -> np.ndarray:
+        """bm25s's "lucene" BM25 of every row, with its float types and order of operations (float32 per term
+        and row, summed in float32 term by term), from the statistics of the documents present."""
+        documents, average = self._live_rows, self._live_length / self._live_rows
+        lengths, frequency = self._row_length.view, self._document_frequency.view
+        scores = np.zeros(len(self._ids), dtype=np.float32)
+        for term_id in term_ids:
+            rows, term_frequencies = self._postings(term_id)
+            if not len(rows):
+                continue
+            df = int(frequency[term_id])
+            idf = np.float32(math.log(1 + (documents - df + 0.5) / (df + 0.5)))
+            saturation = term_frequencies / (_K1 * ((1 - _B) + _B * lengths[rows] / average) + term_frequencies)
+            np.add.at(scores, rows, (idf * saturation).astype(np.float32))
+        return scores
 
+    def _postings(self, term_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """The live rows holding a term, and its frequency in each."""
+        rows, frequencies = np.zeros(0, np.int64), np.zeros(0, np.float32)
+        if term_id < len(self._base_pointers) - 1:
+            start, end = self._base_pointers[term_id], self._base_pointers[term_id + 1]
+            rows, frequencies = self._base_rows[start:end], self._base_frequencies[start:end]
+        recent = self._recent.get(term_id)
+        if recent and recent[0]:
+            rows = np.concatenate([rows, np.array(recent[0], np.int64)])
+            frequencies = np.concatenate([frequencies, np.array(recent[1], np.float32)])
+        alive = self._alive.view[rows]
+        return rows[alive], frequencies[alive]
+
+    # --- persistence: one file per document ----------------------------------------------------------------
     @classmethod
-    def load(cls, directory: Path) -> LexicalIndex | None:
-        """The persisted index, or None if there is none or it is damaged in any way (a file missing, truncated
-        or overwritten, metadata that does not match the matrix): the index is derived data, so the caller
-        rebuilds it from the store instead of failing questions on it."""
-        import bm25s
+    def open(cls, directory: Path) -> LexicalIndex:
+        """The index persisted in `directory` (empty if there is none). A document file that is damaged in any
+        way is reported, deleted and left out: the index is derived data, so the caller's catch-up reads that
+        document again from the store instead of failing questions on it."""
+        index = cls(directory)
+        _retire_whole_index_files(directory)
+        folder = directory / "segments"
+        for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            try:
+                source, key, ids, counts = _read_segment(path)
+            except Exception as error:  # json and type checks raise many kinds on damaged files; all mean re-read
+                log.warning("Lexical index file %s unusable, reading its document again: %s", path, error)
+                path.unlink(missing_ok=True)
+                continue
+            index._put_counted(source, key, ids, counts)
+        with index._lock:
+            index._merge()
+        return index
 
-        if not directory.exists():
-            return None
-        try:
-            ids, sources, fingerprint = _read_meta(directory / "meta.json")
-            retriever = None
-            if ids or (directory / "bm25").exists():  # `save` writes a matrix exactly when there are chunks
-                retriever = bm25s.BM25.load(str(directory / "bm25"))
-                _check_matrix(retriever, len(ids))
-        except Exception as error:  # json, numpy and bm25s raise many kinds on damaged files; all mean rebuild
-            log.warning("Lexical index in %s unusable, rebuilding it: %s: %s", directory, type(error).__name__, error)
-            return None
-        return cls(ids, sources, retriever, fingerprint)
+    def move_to(self, directory: Path) -> None:
+        """Make `directory` this index's home, replacing whatever index was persisted there (after a rebuild
+        built aside); the files move, none is rewritten."""
+        with self._lock:
+            if self._directory is None:
+                raise ValueError("an index in memory has no files to move")
+            retired = directory.with_name(directory.name + ".old")
+            shutil.rmtree(retired, ignore_errors=True)
+            if directory.exists():
+                os.replace(directory, retired)
+            os.replace(self._directory, directory)
+            shutil.rmtree(retired, ignore_errors=True)
+            self._directory = directory
 
 
-def _read_meta(path: Path) -> tuple[list[str], list[str], str]:
-    meta = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(meta, dict):
-        raise ValueError(f"meta.json holds a {type(meta).__name__}, not an object")
-    ids, sources, fingerprint = meta.get("ids"), meta.get("sources"), meta.get("fingerprint")
-    if not (_strings(ids) and _strings(sources) and isinstance(fingerprint, str)):
-        raise ValueError("meta.json lacks ids, sources or fingerprint, or one has the wrong type")
-    if len(ids) != len(sources):
-        raise ValueError(f"meta.json has {len(ids)} ids but {len(sources)} sources")
-    return ids, sources, fingerprint
+def _segment_path(directory: Path, source: str) -> Path:
+    return directory / "segments" / f"{hashlib.sha256(source.encode()).hexdigest()[:40]}.json"
+
+
+def _write_segment(directory: Path, source: str, key: str, ids: Sequence[str], counts: Sequence[Counter]) -> None:
+    """One document's terms and frequencies, written aside and then swapped in (a reader never sees half)."""
+    terms = list(dict.fromkeys(term for count in counts for term in count))
+    number = {term: i for i, term in enumerate(terms)}
+    chunks = [[[number[t] for t in count], list(count.values())] for count in counts]
+    path = _segment_path(directory, source)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    body = {"source": source, "key": key, "ids": list(ids), "terms": terms, "chunks": chunks}
+    staging.write_text(json.dumps(body, ensure_ascii=False), encoding="utf-8")
+    os.replace(staging, path)
+
+
+def _read_segment(path: Path) -> tuple[str, str, list[str], list[Counter[str]]]:
+    """A document file's contents, or ValueError if anything in it is not what `_write_segment` writes."""
+    body = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(body, dict):
+        raise ValueError(f"holds a {type(body).__name__}, not an object")
+    source, key, ids, terms, chunks = (body.get(name) for name in ("source", "key", "ids", "terms", "chunks"))
+    if not (isinstance(source, str) and isinstance(key, str) and _strings(ids) and _strings(terms)):
+        raise ValueError("lacks source, key, ids or terms, or one has the wrong type")
+    if path != _segment_path(path.parent.parent, source):
+        raise ValueError(f"holds {source!r}, whose file it is not")
+    if not isinstance(chunks, list) or len(chunks) != len(ids):
+        raise ValueError(f"has {len(ids)} ids but chunks for {len(chunks) if isinstance(chunks, list) else 0}")
+    counts = []
+    for chunk in chunks:
+        if not (isinstance(chunk, list) and len(chunk) == 2 and _integers(chunk[0]) and _integers(chunk[1])):
+            raise ValueError("a chunk is not [term numbers, frequencies]")
+        numbers, frequencies = chunk
+        if len(numbers) != len(frequencies) or not numbers or len(set(numbers)) != len(numbers):
+            raise ValueError("a chunk's term numbers and frequencies differ in length, repeat or are none")
+        if min(numbers) < 0 or max(numbers) >= len(terms) or min(frequencies) < 1:
+            raise ValueError("a term number out of range or a frequency below 1")
+        counts.append(Counter({terms[n]: f for n, f in zip(numbers, frequencies, strict=True)}))
+    return source, key, ids, counts
 
 
 def _strings(value: object) -> bool:
     return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
-def _check_matrix(retriever, documents: int) -> None:
-    """Raise ValueError unless `retriever` is what `LexicalIndex.build` makes for `documents` chunks: then no
-    query can index outside its arrays (an error at question time) or read scores that are not scores."""
-    import bm25s
+def _integers(value: object) -> bool:
+    return isinstance(value, list) and all(type(item) is int for item in value)
 
-    built = bm25s.BM25()
-    parameters = ("k1", "b", "delta", "method", "idf_method", "dtype", "int_dtype")
-    if any(getattr(retriever, name) != getattr(built, name) for name in parameters):
-        raise ValueError("BM25 parameters differ from the ones the index is built with")
-    scores, vocabulary = retriever.scores, retriever.vocab_dict
-    if type(scores["num_docs"]) is not int or scores["num_docs"] != documents:
-        raise ValueError(f"the BM25 matrix has {scores['num_docs']!r} documents for {documents} chunk ids")
-    data, indices, indptr = (np.asarray(scores[name]) for name in ("data", "indices", "indptr"))
-    if not (data.ndim == indices.ndim == indptr.ndim == 1 and data.dtype.kind == "f"):
-        raise ValueError("BM25 arrays of the wrong shape or type")
-    if indices.dtype.kind not in "iu" or indptr.dtype.kind not in "iu" or not np.isfinite(data).all():
-        raise ValueError("BM25 arrays of the wrong type, or scores that are not finite")
-    if len(indptr) == 0 or indptr[0] != 0 or indptr[-1] != len(data) or len(indices) != len(data):
-        raise ValueError("BM25 column pointers do not match the scores")
-    if np.any(indptr[1:] < indptr[:-1]) or (len(indices) and (indices.min() < 0 or indices.max() >= documents)):
-        raise ValueError("BM25 column pointers or document numbers out of range")
-    # bm25s adds "" to the vocabulary one column past the matrix; `analyze` never yields it.
-    columns = len(indptr) - 1
-    if not isinstance(vocabulary, dict) or any(
-        token and (type(column) is not int or not 0 <= column < columns) for token, column in vocabulary.items()
-    ):
-        raise ValueError("the BM25 vocabulary does not match the matrix")
+
+def _retire_whole_index_files(directory: Path) -> None:
+    """Remove the files of the index this one replaces (one bm25s matrix for the whole corpus), if present."""
+    for name in ("bm25", "meta.json"):
+        path = directory / name
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists():
+            path.unlink(missing_ok=True)
+
+
+def entries_of(chunks: Iterable) -> list[LexicalEntry]:
+    """What BM25 reads of each chunk (`index.types.Chunk`): its search text in its language."""
+    return [LexicalEntry(c.id, c.search_text, c.language) for c in chunks]

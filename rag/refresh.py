@@ -28,14 +28,14 @@ from index.loaders import load_document
 from index.ocr import OcrReader
 from index.types import Chunk, LoadError, size_limit_reason
 from rag.language import detect_language
-from rag.lexical import LexicalIndex
+from rag.lexical import LexicalIndex, entries_of
 from rag.schema import DocumentRecord, Progress, RefreshReport
 from rag.store import ChunkVectors, VectorStore
 
 # Bump when loaders or chunking change what they produce: documents are then re-chunked on the next refresh.
 PIPELINE_VERSION = "5"
 # What BM25 reads of a chunk (`Chunk.search_text`) and how `rag.lexical` analyses it: a new one makes every
-# persisted BM25 index stale, so it is rebuilt from the store, without re-embedding anything.
+# document of a persisted BM25 index stale, so each is read again from the store, without re-embedding anything.
 LEXICAL_VERSION = "2"
 _MIN_SENTENCE_CHARS = 25  # shorter fragments ("Table 3.") only add noise to sentence search
 
@@ -49,21 +49,37 @@ def index_lock(data_dir: Path) -> FileLock:
     return FileLock(data_dir / "index.lock", timeout=0)
 
 
-def documents_fingerprint(records: dict[str, DocumentRecord]) -> str:
-    """Identifies the indexed state (which documents, chunked how, when, read by BM25 how); the lexical index
-    records the one it was built from, so any refresh that rewrote chunks, or a new `LEXICAL_VERSION`, makes it
-    stale."""
-    digest = hashlib.sha256(f"lexical {LEXICAL_VERSION}\n".encode())
-    for source in sorted(records):
-        record = records[source]
-        digest.update(f"{source}\x00{record.content_hash}\x00{record.pipeline}\x00{record.indexed_at}\n".encode())
-    return digest.hexdigest()
+def lexical_key(record: DocumentRecord) -> str:
+    """What the lexical index read of a document (its content, chunked how and when, analysed how): a record
+    whose key differs from the one the index holds means the index must read that document again."""
+    return f"{LEXICAL_VERSION}\x00{record.content_hash}\x00{record.pipeline}\x00{record.indexed_at}"
 
 
-def build_lexical(store: VectorStore, records: dict[str, DocumentRecord]) -> LexicalIndex:
-    chunks = store.chunks()
-    ids, sources, texts = [c.id for c in chunks], [c.source for c in chunks], [c.search_text for c in chunks]
-    return LexicalIndex.build(ids, sources, texts, documents_fingerprint(records), [c.language for c in chunks])
+def catch_up_lexical(lexical: LexicalIndex, store: VectorStore) -> int:
+    """Bring `lexical` in line with `store` document by document: documents gone are removed, new or changed
+    ones read again from the store; the cost is that of what changed (plus listing the document records).
+    Safe against a concurrent refresh: a record is written after its chunks, so a key seen here has its chunks
+    in place, and chunks newer than the key are read again at the next catch-up. Returns documents changed."""
+    wanted = {source: lexical_key(record) for source, record in store.documents().items()}
+    held = lexical.keys()
+    for source in held.keys() - wanted.keys():
+        lexical.remove(source)
+    changed = sorted(source for source, key in wanted.items() if held.get(source) != key)
+    if changed:
+        chunks: dict[str, list[Chunk]] = {source: [] for source in changed}
+        for chunk in store.chunks(None if len(changed) == len(wanted) else changed):
+            if chunk.source in chunks:
+                chunks[chunk.source].append(chunk)
+        for source in changed:
+            lexical.put(source, wanted[source], entries_of(chunks[source]))
+    return len(changed) + len(held.keys() - wanted.keys())
+
+
+def build_lexical(store: VectorStore, directory: Path | None = None) -> LexicalIndex:
+    """A lexical index of everything `store` holds (persisted in `directory` when given)."""
+    lexical = LexicalIndex(directory)
+    catch_up_lexical(lexical, store)
+    return lexical
 
 
 class Refresher:

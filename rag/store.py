@@ -3,7 +3,7 @@
 Everything the index needs to know lives in the store, so several app replicas sharing one Chroma server
 see the same state: the chunks with their embeddings in one collection, and one record per indexed
 document (content hash, size, when indexed) in a companion collection. The lexical index is derived
-from the store and can be rebuilt from it at any time.
+from the store and can be read again from it at any time, document by document.
 """
 
 from __future__ import annotations
@@ -231,14 +231,16 @@ class ChromaStore:
     def chunks(self, sources: Sequence[str] | None = None) -> list[Chunk]:
         where = _source_filter(sources)
         result: list[Chunk] = []
-        total = self._chunks.count()
-        for offset in range(0, total, self._batch):
+        offset = 0
+        while True:  # page by page until a short page: a filtered read costs what it returns, not the collection
             got = self._chunks.get(where=where, include=["documents", "metadatas"], limit=self._batch, offset=offset)
             result += [
                 Chunk.from_metadata(i, t, m)
                 for i, t, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
             ]
-        return sorted(result, key=lambda c: (c.source, c.index))
+            if len(got["ids"]) < self._batch:
+                return sorted(result, key=lambda c: (c.source, c.index))
+            offset += self._batch
 
     def chunks_by_id(self, ids: Sequence[str]) -> dict[str, Chunk]:
         """The chunks that still exist among `ids` (a lexical hit may name one a refresh just replaced)."""

@@ -6,6 +6,7 @@ apps can swap any of them for their own."""
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from rag.errors import GeneratorUnavailable
 from rag.lexical import LexicalIndex
-from rag.refresh import build_lexical, documents_fingerprint
+from rag.refresh import build_lexical, catch_up_lexical
 from rag.schema import GeneratorState
 from rag.service.chat_models import make_chat_model
 from rag.service.locks import ReadWriteLock
@@ -61,6 +62,7 @@ class Components:
         self._store: VectorStore | None = None
         self._lexical: LexicalIndex | None = None
         self._lexical_checked = 0.0
+        self._lexical_lock = threading.RLock()  # one catch-up at a time
         self._open_lock = threading.RLock()  # components open one another
         self.rw = ReadWriteLock()
 
@@ -86,38 +88,34 @@ class Components:
         return self.settings.data_dir / "lexical"
 
     def lexical(self) -> LexicalIndex:
-        """The BM25 index in step with the store; reloaded or rebuilt only when the store has changed."""
-        now = time.monotonic()
-        if self._lexical is not None and now - self._lexical_checked < _LEXICAL_RECHECK_SECONDS:
+        """The BM25 index in step with the store, checked against it at most every few seconds (another process
+        may have changed the store): only documents whose record changed are read again."""
+        if self._lexical is not None and time.monotonic() - self._lexical_checked < _LEXICAL_RECHECK_SECONDS:
             return self._lexical
-        store = self.store
-        wanted = documents_fingerprint(store.documents())
-        self._lexical_checked = now
-        if self._lexical is None or self._lexical.fingerprint != wanted:
-            found = LexicalIndex.load(self.lexical_dir)
-            if found is None or found.fingerprint != wanted:
-                # Another process (or replica with its own data dir) refreshed the store: catch up once.
-                found = build_lexical(store, store.documents())
-                found.save(self.lexical_dir)
-            self._lexical = found
-        return self._lexical
+        return self.sync_lexical(self.store)
 
-    def sync_lexical(self, store: VectorStore) -> None:
-        """Bring the lexical index in line with `store` after this process changed it."""
-        records = store.documents()
-        current = self._lexical or LexicalIndex.load(self.lexical_dir)
-        if current is None or current.fingerprint != documents_fingerprint(records):
-            current = build_lexical(store, records)
-            current.save(self.lexical_dir)
-        self._lexical = current
-        self._lexical_checked = time.monotonic()
+    def sync_lexical(self, store: VectorStore) -> LexicalIndex:
+        """Bring the lexical index in line with `store` now (after this process changed it, or on a recheck)."""
+        with self._lexical_lock:
+            if self._lexical is None:
+                self._lexical = LexicalIndex.open(self.lexical_dir)
+            catch_up_lexical(self._lexical, store)
+            self._lexical_checked = time.monotonic()
+            return self._lexical
+
+    def build_lexical_aside(self, built: VectorStore) -> LexicalIndex:
+        """The lexical index of a store built aside (a rebuild), persisted beside the live one until `swap_in`."""
+        aside = self.lexical_dir.with_name(self.lexical_dir.name + ".building")
+        shutil.rmtree(aside, ignore_errors=True)
+        return build_lexical(built, aside)
 
     def swap_in(self, built: VectorStore, lexical: LexicalIndex) -> VectorStore:
         """Replace the live store and its lexical index by ones built aside, while no answer reads them."""
-        with self.rw.write():
+        with self.rw.write(), self._lexical_lock:
             self._store = self.stores.swap_in(built)
-            lexical.save(self.lexical_dir)
+            lexical.move_to(self.lexical_dir)
             self._lexical = lexical
+            self._lexical_checked = time.monotonic()
             self._chain = None  # the chain's retriever holds the store it was built with
         return self._store
 

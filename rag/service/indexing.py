@@ -10,7 +10,7 @@ from pathlib import Path
 from filelock import Timeout
 
 from rag.errors import IndexBusyError, ReadOnlyError
-from rag.refresh import Refresher, build_lexical, index_lock
+from rag.refresh import Refresher, index_lock
 from rag.schema import DocumentRecord, IndexState, Progress, RefreshReport
 from rag.service.components import Components
 from rag.settings import Settings
@@ -110,7 +110,7 @@ class Indexing:
         embedder = components.embedder
         building = components.stores.open(embedder.model_name, embedder.dimension, building=True)
         report = self._refresher(building, on_progress).run(sorted(roots), prune=False)
-        store = components.swap_in(building, build_lexical(building, building.documents()))
+        store = components.swap_in(building, components.build_lexical_aside(building))
         report.documents = len(store.documents())
         report.chunks = store.count()
         return report

@@ -1,5 +1,5 @@
 """Bounded work, in-process: a client that leaves stops its answer, clients pick only the generators the
-operator enabled, a PDF bomb is refused fast while the next upload proceeds, a damaged lexical index is rebuilt.
+operator enabled, a PDF bomb is refused fast while the next upload proceeds, a damaged lexical index is read again.
 
 Kept apart from test_security.py, whose module-scoped browser keeps an event loop running in this thread.
 """
@@ -170,22 +170,25 @@ def test_a_pdf_bomb_upload_is_refused_fast_and_the_next_upload_proceeds(make_set
     assert not (service.settings.corpus_dir / "bombe.pdf").exists()  # not kept: the folder is what the index holds
 
 
-@pytest.mark.parametrize("damage", ["zero-length npy", "meta holds a list", "ids shorter than the index"])
+@pytest.mark.parametrize("damage", ["zero-length file", "holds a list", "one id too few"])
 def test_a_damaged_lexical_index_is_rebuilt_and_answers(make_settings, embedder, damage: str) -> None:
     settings = make_settings()
     settings.corpus_dir.mkdir(parents=True, exist_ok=True)
     (settings.corpus_dir / "zephyr.txt").write_text(NOTE, encoding="utf-8")
     (settings.corpus_dir / "autre.txt").write_text("La station Borée compte sept chercheurs en hiver.\n")
     RagService(settings, embedder=embedder).refresh()
-    lexical = settings.data_dir / "lexical"
-    meta = lexical / "meta.json"
-    if damage == "zero-length npy":
-        next(lexical.rglob("*.npy")).write_bytes(b"")
-    elif damage == "meta holds a list":
-        meta.write_text("[]")
+    [segment] = [
+        path
+        for path in (settings.data_dir / "lexical" / "segments").glob("*.json")
+        if json.loads(path.read_text(encoding="utf-8"))["source"] == "zephyr.txt"
+    ]
+    if damage == "zero-length file":
+        segment.write_bytes(b"")
+    elif damage == "holds a list":
+        segment.write_text("[]")
     else:
-        values = json.loads(meta.read_text())
-        meta.write_text(json.dumps(values | {"ids": values["ids"][:-1], "sources": values["sources"][:-1]}))
+        values = json.loads(segment.read_text())
+        segment.write_text(json.dumps(values | {"ids": values["ids"][:-1]}))
     restarted = RagService(settings, embedder=embedder)  # a new process over the damaged files
     answer = restarted.ask("Où le projet Zéphyr a-t-il été lancé ?")
     assert "zephyr.txt" in {c.source for c in answer.citations}

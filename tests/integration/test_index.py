@@ -102,7 +102,7 @@ def small(make_settings, embedder, tmp_path):
 
 
 def sources_in_lexical(service: RagService) -> set[str]:
-    return set(service.lexical().sources.tolist())
+    return set(service.lexical().keys())
 
 
 def test_cp1252_french_file_reads_right(small):

@@ -55,7 +55,7 @@ def test_hybrid_retrieval_finds_by_meaning_and_by_rare_word() -> None:
     vectors = [ChunkVectors(embedder.embed_query(c.embedding_text), []) for c in chunks]
     store.upsert(chunks, vectors)
     lexical = LexicalIndex.build(
-        [c.id for c in chunks], [c.source for c in chunks], [c.search_text for c in chunks], "f", ["en", "fr", "en"]
+        [c.id for c in chunks], [c.source for c in chunks], [c.search_text for c in chunks], ["en", "fr", "en"]
     )
     retriever = HybridRetriever(store, lambda: lexical, embedder.embed_query)
     passages = retriever.retrieve("When did the Harbour bridge open?", k=2)

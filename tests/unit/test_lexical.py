@@ -1,19 +1,27 @@
-"""The BM25 side: how each language's text is analysed, what of a chunk it reads, and the persisted index (a
-damaged one on disk is reported and rebuilt, never an error at question time)."""
+"""The BM25 side: how each language's text is analysed, what of a chunk it reads, scores equal to a bm25s index
+built whole however the index got there (documents put, replaced, removed, merged), updates that cost what
+changed, and the persisted index (a damaged document file is reported and read again, never an error at question
+time)."""
 
 from __future__ import annotations
 
 import json
 import logging
-import shutil
-from collections.abc import Callable
+import random
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import bm25s
 import numpy as np
 import pytest
+from fakes import MemoryStore
 
+import rag.lexical
 from index.types import Chunk
-from rag.lexical import LexicalIndex, analyze_in, analyze_query
+from rag.lexical import LexicalEntry, LexicalIndex, analyze_in, analyze_query
+from rag.refresh import catch_up_lexical, lexical_key
+from rag.schema import DocumentRecord
+from rag.store import ChunkVectors
 
 TEXTS = [
     "La CNIL encadre le transfert de données personnelles hors de l'Union européenne.",
@@ -29,7 +37,7 @@ QUERIES = ["transfert de données", "DeepSeek Italie", "Eiffel tower 1889", "rei
 
 def test_english_is_stemmed_the_english_way_so_inflections_meet():
     assert analyze_in("applies", "en") == analyze_in("apply", "en") == analyze_in("applied", "en")
-    index = LexicalIndex.build(["c"], ["ai_act.html"], ["This Regulation applies to providers."], "fp", ["en"])
+    index = LexicalIndex.build(["c"], ["ai_act.html"], ["This Regulation applies to providers."], ["en"])
     assert [hit.chunk_id for hit in index.search("When does it apply?", 5, language="en")] == ["c"]
 
 
@@ -57,7 +65,7 @@ def test_a_question_naming_a_file_finds_its_passages_by_the_file_name():
     ]
     assert chunks[0].search_text.startswith("cnil guide rgpd\n")
     index = LexicalIndex.build(
-        [c.source for c in chunks], [c.source for c in chunks], [c.search_text for c in chunks], "fp", ["fr", "fr"]
+        [c.source for c in chunks], [c.source for c in chunks], [c.search_text for c in chunks], ["fr", "fr"]
     )
     hits = index.search("Le registre des traitements selon le guide de la CNIL", 5, language="fr")
     assert hits[0].chunk_id == "related/cnil_guide_rgpd.html" and hits[0].score > 2 * hits[1].score
@@ -67,117 +75,211 @@ def warnings(caplog) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == "rag.lexical" and r.levelno >= logging.WARNING]
 
 
-def build() -> LexicalIndex:
-    return LexicalIndex.build(IDS, SOURCES, TEXTS, fingerprint="fp-1")
+# --- scores: those of a bm25s index built whole over the chunks present ---------------------------------------
+WORDS = (
+    "données transfert règlement modèle puce énergie coût entraînement Italie CNIL DeepSeek Mistral "
+    "model chip energy cost training reasoning benchmark table regulation transfer court judgment"
+).split()
+
+
+def random_documents(seed: int, documents: int = 12) -> dict[str, list[LexicalEntry]]:
+    """Documents of a few chunks of words drawn from a small vocabulary (so terms repeat across chunks), some
+    chunks empty once analysed."""
+    rng = random.Random(seed)
+    result = {}
+    for d in range(documents):
+        entries = []
+        for c in range(rng.randint(1, 4)):
+            text = " ".join(rng.choices(WORDS, k=rng.randint(0, 30))) or "le la les"
+            entries.append(LexicalEntry(f"doc{d}-{c}", text, rng.choice(["fr", "en"])))
+        result[f"doc{d}.md"] = entries
+    return result
+
+
+def bm25s_scores(documents: dict[str, list[LexicalEntry]], query: str) -> dict[str, np.float32]:
+    """What the index built whole with bm25s (the previous design) scores for `query`, by chunk id."""
+    entries = [e for source in documents for e in documents[source]]
+    retriever = bm25s.BM25()
+    retriever.index([analyze_in(e.text, e.language) or ["\x00"] for e in entries], show_progress=False)
+    tokens = analyze_query(query)
+    scores = retriever.get_scores(tokens) if any(t in retriever.vocab_dict for t in tokens) else []
+    return {e.chunk_id: score for e, score in zip(entries, scores, strict=False) if score > 0}
+
+
+def index_scores(index: LexicalIndex, query: str) -> dict[str, np.float32]:
+    return {hit.chunk_id: np.float32(hit.score) for hit in index.search(query, 1000)}
+
+
+QUERIES_BOTH = ["transfert de données CNIL", "energy cost of training", "DeepSeek chip", "modèle règlement court"]
+
+
+@pytest.mark.parametrize("merge_every", [10**9, 1], ids=["recent postings", "merged after each document"])
+def test_scores_equal_a_bm25s_index_built_whole_after_any_sequence_of_updates(monkeypatch, merge_every: int):
+    monkeypatch.setattr(rag.lexical, "_MERGE_MIN_POSTINGS", merge_every)
+    monkeypatch.setattr(rag.lexical, "_MERGE_FRACTION", 10**9 if merge_every > 1 else 1)
+    rng = random.Random(3)
+    index, present = LexicalIndex(), {}
+    for step in range(40):
+        documents = random_documents(step)
+        source = rng.choice(sorted(documents))
+        if present and rng.random() < 0.3:
+            gone = rng.choice(sorted(present))
+            index.remove(gone)
+            del present[gone]
+        else:  # new, or a new version of one already there
+            index.put(source, f"v{step}", documents[source])
+            present[source] = documents[source]
+        for query in QUERIES_BOTH:
+            assert index_scores(index, query) == bm25s_scores(present, query), (step, query)
+    assert len(index) == sum(len(entries) for entries in present.values())
+    assert sorted(index.ids) == sorted(e.chunk_id for entries in present.values() for e in entries)
+
+
+def test_equal_scores_rank_by_chunk_id_whatever_order_the_documents_came_in():
+    same = "Le transfert de données est encadré."
+    forwards, backwards = LexicalIndex(), LexicalIndex()
+    names = [f"copy{n}.md" for n in range(6)]
+    for name in names:
+        forwards.put(name, "", [LexicalEntry(f"{name}#0", same, "fr")])
+    for name in reversed(names):
+        backwards.put(name, "", [LexicalEntry(f"{name}#0", same, "fr")])
+    expected = [f"{name}#0" for name in names[:3]]
+    assert [h.chunk_id for h in forwards.search("transfert", 3)] == expected
+    assert [h.chunk_id for h in backwards.search("transfert", 3)] == expected
+
+
+def test_a_search_within_sources_sees_only_their_passages():
+    index = LexicalIndex.build(IDS, SOURCES, TEXTS)
+    assert [h.chunk_id for h in index.search("transfert de données", 5, ["deepseek.md"])] == ["c2"]
+    assert index.search("transfert de données", 5, ["absent.md"]) == []
+
+
+# --- updates that cost what changed ---------------------------------------------------------------------------
+class CountingStore(MemoryStore):
+    """Counts the chunks the lexical catch-up reads from the store."""
+
+    def __init__(self):
+        super().__init__("live", "fake", 2)
+        self.chunks_read = 0
+
+    def chunks(self, sources: Sequence[str] | None = None) -> list[Chunk]:
+        found = super().chunks(sources)
+        self.chunks_read += len(found)
+        return found
+
+    def write(self, source: str, texts: list[str], version: str = "1") -> None:
+        self.delete(self.ids_for_source(source))
+        chunks = [
+            Chunk(source=source, title="", text=t, start=0, end=len(t), index=n, language="fr")
+            for n, t in enumerate(texts)
+        ]
+        self.upsert(chunks, [ChunkVectors([1.0, 0.0], []) for _ in chunks])
+        self.put_document(
+            DocumentRecord(
+                source=source, root="", path=source, content_hash=version, size=1, mtime_ns=0, kind="md",
+                title="", chunks=len(chunks), indexed_at=version, pipeline="p",
+            )
+        )  # fmt: skip
 
 
 @pytest.fixture
-def saved(tmp_path: Path) -> Path:
-    directory = tmp_path / "lexical"
-    build().save(directory)
-    return directory
+def store() -> CountingStore:
+    store = CountingStore()
+    for n in range(20):
+        store.write(f"doc{n}.md", [f"Document {n} : transfert de données numéro {n}.", f"Partie deux du {n}."])
+    return store
 
 
-def test_an_intact_index_loads_and_searches_as_built(saved: Path, caplog):
-    built = build()
-    with caplog.at_level(logging.WARNING, logger="rag.lexical"):
-        loaded = LexicalIndex.load(saved)
-    assert loaded is not None and not warnings(caplog)
-    assert loaded.ids == IDS and loaded.fingerprint == "fp-1" and len(loaded) == len(TEXTS)
-    for query in QUERIES:
-        assert loaded.search(query, 3) == built.search(query, 3)
-        assert loaded.search(query, 3, ["deepseek.md"]) == built.search(query, 3, ["deepseek.md"])
-    assert [hit.chunk_id for hit in loaded.search("DeepSeek Italie", 1)] == ["c2"]
+def test_a_catch_up_reads_only_the_documents_whose_record_changed(store: CountingStore, tmp_path: Path):
+    lexical = LexicalIndex(tmp_path / "lexical")
+    assert catch_up_lexical(lexical, store) == 20 and store.chunks_read == 40 and len(lexical) == 40
+    store.chunks_read = 0
+    assert catch_up_lexical(lexical, store) == 0 and store.chunks_read == 0  # nothing changed, nothing read
+    store.write("doc3.md", ["Document 3 réécrit : le vortiban de Quimperlé."], version="2")
+    store.delete(store.ids_for_source("doc7.md"))
+    store.delete_document("doc7.md")
+    assert catch_up_lexical(lexical, store) == 2 and store.chunks_read == 1
+    assert [h.chunk_id for h in lexical.search("vortiban", 5)] == list(store.ids_for_source("doc3.md"))
+    assert lexical.search("numéro 7", 5, ["doc7.md"]) == [] and len(lexical) == 37
+    assert lexical.keys()["doc3.md"] == lexical_key(store.documents()["doc3.md"])
+    # A replica opening the files finds the same index and has nothing to read from the store.
+    replica, store.chunks_read = LexicalIndex.open(tmp_path / "lexical"), 0
+    assert catch_up_lexical(replica, store) == 0 and store.chunks_read == 0
+    for query in [*QUERIES, "vortiban", "numéro 12"]:
+        assert replica.search(query, 5) == lexical.search(query, 5)
 
 
-def test_an_empty_index_round_trips(tmp_path: Path):
-    LexicalIndex.build([], [], [], fingerprint="none").save(tmp_path / "lexical")
-    loaded = LexicalIndex.load(tmp_path / "lexical")
-    assert loaded is not None and len(loaded) == 0 and loaded.search("DeepSeek", 3) == []
+def test_a_rebuilt_index_moves_in_whole(store: CountingStore, tmp_path: Path):
+    live = LexicalIndex(tmp_path / "lexical")
+    catch_up_lexical(live, store)
+    built = LexicalIndex(tmp_path / "lexical.building")
+    built.put("other.md", "k", [LexicalEntry("o#0", "Le vortiban.", "fr")])
+    built.move_to(tmp_path / "lexical")
+    assert not (tmp_path / "lexical.building").exists()
+    assert LexicalIndex.open(tmp_path / "lexical").keys() == {"other.md": "k"}
 
 
-def test_no_index_yet_is_none_without_a_warning(tmp_path: Path, caplog):
-    with caplog.at_level(logging.WARNING, logger="rag.lexical"):
-        assert LexicalIndex.load(tmp_path / "lexical") is None
-    assert not warnings(caplog)
+# --- persistence: a damaged document file is read again, never an error ---------------------------------------
+@pytest.fixture
+def saved(store: CountingStore, tmp_path: Path) -> Path:
+    catch_up_lexical(LexicalIndex(tmp_path / "lexical"), store)
+    return tmp_path / "lexical"
 
 
-def matrix(directory: Path, name: str) -> Path:
-    return directory / "bm25" / f"{name}.csc.index.npy"
+def segment_of(directory: Path, source: str) -> Path:
+    return rag.lexical._segment_path(directory, source)
 
 
-def truncate(path: Path) -> None:
-    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-
-
-def random_bytes(path: Path) -> None:
-    path.write_bytes(np.random.default_rng(7).bytes(max(64, path.stat().st_size)))
-
-
-def array(name: str, change: Callable[[np.ndarray], np.ndarray]) -> Callable[[Path], None]:
-    return lambda directory: np.save(matrix(directory, name), change(np.load(matrix(directory, name))))
-
-
-def edited(file: str, change: Callable[[dict], object]) -> Callable[[Path], None]:
-    def damage(directory: Path) -> None:
-        path = directory / file
+def edited(change: Callable[[dict], object]) -> Callable[[Path], None]:
+    def damage(path: Path) -> None:
         path.write_text(json.dumps(change(json.loads(path.read_text(encoding="utf-8")))), encoding="utf-8")
 
     return damage
 
 
-def without(key: str) -> Callable[[dict], dict]:
-    return lambda values: {k: v for k, v in values.items() if k != key}
+def first_chunk(change: Callable[[list], object]) -> Callable[[dict], dict]:
+    return lambda body: {**body, "chunks": [change(body["chunks"][0]), *body["chunks"][1:]]}
 
 
-VOCAB, PARAMS = "bm25/vocab.index.json", "bm25/params.index.json"
 DAMAGE: dict[str, Callable[[Path], None]] = {
-    "zero-length data.npy": lambda d: matrix(d, "data").write_bytes(b""),
-    "zero-length indices.npy": lambda d: matrix(d, "indices").write_bytes(b""),
-    "zero-length indptr.npy": lambda d: matrix(d, "indptr").write_bytes(b""),
-    "truncated data.npy": lambda d: truncate(matrix(d, "data")),
-    "truncated indices.npy": lambda d: truncate(matrix(d, "indices")),
-    "random bytes in data.npy": lambda d: random_bytes(matrix(d, "data")),
-    "random bytes in vocab": lambda d: random_bytes(d / VOCAB),
-    "random bytes in params": lambda d: random_bytes(d / PARAMS),
-    "random bytes in meta.json": lambda d: random_bytes(d / "meta.json"),
-    "zero-length meta.json": lambda d: (d / "meta.json").write_bytes(b""),
-    "meta.json holds []": lambda d: (d / "meta.json").write_text("[]"),
-    "meta.json holds a string": lambda d: (d / "meta.json").write_text('"ids"'),
-    "meta.json lacks ids": edited("meta.json", without("ids")),
-    "meta.json lacks fingerprint": edited("meta.json", without("fingerprint")),
-    "ids shortened": edited("meta.json", lambda m: {**m, "ids": m["ids"][:-1], "sources": m["sources"][:-1]}),
-    "ids lengthened": edited("meta.json", lambda m: {**m, "ids": [*m["ids"], "c9"], "sources": [*m["sources"], "x"]}),
-    "ids emptied": edited("meta.json", lambda m: {**m, "ids": [], "sources": []}),
-    "fewer sources than ids": edited("meta.json", lambda m: {**m, "sources": m["sources"][:-1]}),
-    "ids are numbers": edited("meta.json", lambda m: {**m, "ids": list(range(len(m["ids"])))}),
-    "ids a string": edited("meta.json", lambda m: {**m, "ids": "c0"}),
-    "fingerprint a number": edited("meta.json", lambda m: {**m, "fingerprint": 1}),
-    "meta.json deleted": lambda d: (d / "meta.json").unlink(),
-    "data.npy deleted": lambda d: matrix(d, "data").unlink(),
-    "vocab deleted": lambda d: (d / VOCAB).unlink(),
-    "matrix deleted": lambda d: shutil.rmtree(d / "bm25"),
-    "document numbers out of range": array("indices", lambda a: a + 100),
-    "column pointers out of order": array("indptr", lambda a: a[::-1].copy()),
-    "column pointers cut short": array("indptr", lambda a: a[:-2]),
-    "scores not finite": array("data", lambda a: np.full_like(a, np.nan)),
-    "scores of another type": array("data", lambda a: a.astype(np.int64)),
-    "scores as a matrix": array("data", lambda a: a.reshape(1, -1)),
-    "vocabulary past the matrix": edited(VOCAB, lambda v: {**v, "zzz": len(v) + 5}),
-    "vocabulary of strings": edited(VOCAB, lambda v: {k: str(i) for k, i in v.items()}),
-    "vocabulary a list": edited(VOCAB, list),
-    "document count changed": edited(PARAMS, lambda p: {**p, "num_docs": 3}),
-    "document count missing": edited(PARAMS, without("num_docs")),
-    "unknown scoring method": edited(PARAMS, lambda p: {**p, "method": "bm25l"}),
-    "unknown dtype": edited(PARAMS, lambda p: {**p, "dtype": "complex"}),
-    "unknown parameter": edited(PARAMS, lambda p: {**p, "shards": 3}),
+    "zero length": lambda p: p.write_bytes(b""),
+    "truncated": lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]),
+    "random bytes": lambda p: p.write_bytes(np.random.default_rng(7).bytes(200)),
+    "holds []": lambda p: p.write_text("[]"),
+    "lacks key": edited(lambda b: {k: v for k, v in b.items() if k != "key"}),
+    "ids are numbers": edited(lambda b: {**b, "ids": list(range(len(b["ids"])))}),
+    "another document's": edited(lambda b: {**b, "source": "doc4.md"}),
+    "one chunk too few": edited(lambda b: {**b, "chunks": b["chunks"][:-1]}),
+    "term number out of range": edited(first_chunk(lambda c: [[len(c[0]) + 99, *c[0][1:]], c[1]])),
+    "frequency zero": edited(first_chunk(lambda c: [c[0], [0, *c[1][1:]]])),
+    "frequencies cut short": edited(first_chunk(lambda c: [c[0], c[1][:-1]])),
+    "term repeated": edited(first_chunk(lambda c: [[c[0][0], *c[0][:-1]], c[1]])),
+    "chunk not a pair": edited(first_chunk(lambda c: c[0])),
+    "frequencies as text": edited(first_chunk(lambda c: [c[0], [str(f) for f in c[1]]])),
 }
 
 
 @pytest.mark.parametrize("damage", DAMAGE.values(), ids=DAMAGE.keys())
-def test_a_damaged_index_is_none_with_a_warning_so_it_is_rebuilt(saved: Path, damage, caplog):
-    damage(saved)
+def test_a_damaged_document_file_is_reported_and_read_again(saved: Path, store: CountingStore, damage, caplog):
+    damaged = segment_of(saved, "doc5.md")
+    damage(damaged)
     with caplog.at_level(logging.WARNING, logger="rag.lexical"):
-        assert LexicalIndex.load(saved) is None
-    [warning] = warnings(caplog)
-    assert str(saved) in warning.getMessage()
+        opened = LexicalIndex.open(saved)
+    [warning], held = warnings(caplog), opened.keys()
+    assert str(damaged) in warning.getMessage() and "doc5.md" not in held and len(opened) == 38
+    store.chunks_read = 0
+    assert catch_up_lexical(opened, store) == 1 and store.chunks_read == 2  # that document alone, again
+    assert [h.chunk_id for h in opened.search("numéro 5", 1, ["doc5.md"])] and damaged.exists()
+
+
+def test_no_index_yet_is_empty_without_a_warning(tmp_path: Path, caplog):
+    with caplog.at_level(logging.WARNING, logger="rag.lexical"):
+        opened = LexicalIndex.open(tmp_path / "lexical")
+    assert len(opened) == 0 and opened.search("DeepSeek", 3) == [] and not warnings(caplog)
+
+
+def test_the_whole_corpus_index_of_the_previous_design_is_retired(tmp_path: Path):
+    (tmp_path / "lexical" / "bm25").mkdir(parents=True)
+    (tmp_path / "lexical" / "meta.json").write_text("{}")
+    LexicalIndex.open(tmp_path / "lexical")
+    assert sorted(p.name for p in (tmp_path / "lexical").iterdir()) == []

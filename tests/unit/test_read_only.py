@@ -28,7 +28,7 @@ QUESTION = "Quand le projet Zéphyr a-t-il été lancé ?"
 @pytest.fixture
 def replicas(unit_settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[RagService, RagService]:
     """An indexer and a reader on one store (their own data and corpus dirs, as two nodes would have); the
-    reader rechecks the store's fingerprint on every question instead of every 2 s."""
+    reader rechecks the store's document records on every question instead of every 2 s."""
     monkeypatch.setattr(rag.service.components, "_LEXICAL_RECHECK_SECONDS", 0.0)
     stores, embedder = MemoryBackend(), HashEmbedder()
 

@@ -79,7 +79,7 @@ class EmptyStore:
 
 class RecordingLexical(LexicalIndex):
     def __init__(self):
-        super().__init__([], [], None, fingerprint="")
+        super().__init__()
         self.queries: list[str] = []
 
     def search(self, query, k, sources=None, language=None):
@@ -141,7 +141,7 @@ def retriever_for(weights: FusionWeights, far: Chunk = QUOTED) -> HybridRetrieve
     vectors = [(c, [1.0, 0.02 * n]) for n, c in enumerate(NEAR)] + [(far, [0.0, 1.0])]
     store = VectorListStore(vectors)
     chunks = [c for c, _ in vectors]
-    lexical = LexicalIndex.build([c.id for c in chunks], [c.source for c in chunks], [c.text for c in chunks], "fp")
+    lexical = LexicalIndex.build([c.id for c in chunks], [c.source for c in chunks], [c.text for c in chunks])
     return HybridRetriever(store, lambda: lexical, lambda text: [1.0, 0.0], weights)
 
 
@@ -175,7 +175,7 @@ WORDY = _chunk("fr2.txt", "Zéphyr : budget coupé, budget coupé.", "fr")  # th
 def translated_retriever(weights: FusionWeights) -> HybridRetriever:
     items = [(ENGLISH, [0.6, 0.0, 0.8]), (FRENCH, [0.1, 1.0, 0.0]), (WORDY, [0.0, 0.3, 1.0])]
     chunks = [c for c, _ in items]
-    lexical = LexicalIndex.build([c.id for c in chunks], [c.source for c in chunks], [c.text for c in chunks], "fp",
+    lexical = LexicalIndex.build([c.id for c in chunks], [c.source for c in chunks], [c.text for c in chunks],
                                  [c.language for c in chunks])  # fmt: skip
     query_vectors = {ASKED: [1.0, 0.0, 0.0], TRANSLATED: [0.0, 1.0, 0.0]}
     return HybridRetriever(VectorListStore(items), lambda: lexical, query_vectors.__getitem__, weights)
@@ -214,7 +214,7 @@ from rag.retrieval import FusionWeights, HybridRetriever
 
 chunks = [chunk(n, f"Texte numéro {n} sans rapport.") for n in range(12)]
 store = VectorListStore([(c, [1.0, 0.0]) for c in chunks])  # every passage exactly as similar as the next
-lexical = LexicalIndex.build([c.id for c in chunks], [c.source for c in chunks], [c.text for c in chunks], "fp")
+lexical = LexicalIndex.build([c.id for c in chunks], [c.source for c in chunks], [c.text for c in chunks])
 retriever = HybridRetriever(store, lambda: lexical, lambda text: [1.0, 0.0], FusionWeights(candidates=12))
 found = retriever.retrieve("Question ?", 5, language="en", translations={"fr": "Question ?"})
 print(",".join(p.chunk_id for p in found))
