@@ -13,13 +13,14 @@ the bulk gets cheap random unit vectors spread like those, written straight thro
 (`VectorStore.upsert`, `put_document`), so the embedding cost does not hide everything else.
 
 Each point runs in its own temporary folder, in two processes, one after the other:
-- the indexer inserts the vectors, times the lexical index's full rebuild (`build_lexical`: today's cost of any
-  change, on every replica) and its catch-up after another process changed one document (`lexical()`), refreshes
-  one changed real document through `RagService.add_document` (its embedding time reported apart) and adds
-  1,000 chunks through the store;
+- the indexer inserts the vectors, times the lexical index's full build (a fresh data dir's first `lexical()`: what
+  any change cost every replica before the per-document index) and its catch-up after another process changed one
+  document (the next `lexical()`), refreshes one changed real document through `RagService.add_document` (its
+  embedding time reported apart) and adds 1,000 chunks through the store;
 - a replica, a new process (on the same data dir for the embedded store; on a fresh one, pointed at the same
-  server, for the server), is timed from its launch to its first `retrieve`, then measures dense, sentence,
-  lexical, fused and whole-`retrieve` latencies on the real dev questions, and its memory (RSS).
+  server, for the server), is timed from its launch to its first `retrieve`, then measures dense and sentence
+  searches (with the retriever's language filter and without), lexical, fused and whole-`retrieve` latencies on
+  the real dev questions, and its memory (RSS).
 The `chroma run` server, when used, listens on a free 127.0.0.1 port and is stopped with its point.
 """
 
