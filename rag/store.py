@@ -1,14 +1,22 @@
 """Vector store: Chroma (embedded files or a server), behind a small interface.
 
 Everything the index needs to know lives in the store, so several app replicas sharing one Chroma server
-see the same state: the chunks with their embeddings in one collection, and one record per indexed
-document (content hash, size, when indexed) in a companion collection. The lexical index is derived
-from the store and can be read again from it at any time, document by document.
+see the same state: the chunks with their embeddings, and one record per indexed document (content hash, size,
+when indexed) in a companion collection. The lexical index is derived from the store and can be read again from
+it at any time, document by document.
+
+Chunks and sentence vectors are kept in one collection per language (French, English, and one for chunks without
+a language). The retriever always searches within one language (cosine similarities are compared within a
+language), and Chroma answers a metadata-filtered search by first listing every id that matches the filter: at a
+million vectors a search filtered on a language that half of them carry took 4 s, the same search unfiltered
+0.15 s (docs/benchmarks.md, "Scale"). A collection per language makes each such search an unfiltered one.
 """
 
 from __future__ import annotations
 
+import heapq
 import json
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -16,14 +24,24 @@ from urllib.parse import urlparse
 
 from index.types import Chunk
 from rag.errors import IndexMismatchError
+from rag.language import LANGUAGES
 from rag.schema import DocumentRecord
 from rag.settings import Settings
+
+log = logging.getLogger(__name__)
 
 # Chroma insists on an embedding for every record; document records carry this placeholder.
 _PLACEHOLDER_VECTOR = [0.0]
 _DOCUMENTS_SUFFIX = "__documents"
 _SENTENCES_SUFFIX = "__sentences"
-_COMPANIONS = ("", _SENTENCES_SUFFIX, _DOCUMENTS_SUFFIX)
+# A chunk's partition is its language; "" holds chunks without one (and, in the collection named like the store,
+# the store's model and dimension). Each partition has a chunk collection and a sentence collection.
+_PARTITIONS: tuple[str, ...] = (*LANGUAGES, "")
+_COMPANIONS = (
+    *(f"__{p}" if p else "" for p in _PARTITIONS),
+    *(f"{_SENTENCES_SUFFIX}__{p}" if p else _SENTENCES_SUFFIX for p in _PARTITIONS),
+    _DOCUMENTS_SUFFIX,
+)
 _BUILDING_SUFFIX = "__building"
 _RETIRED_SUFFIX = "__retired"
 
@@ -55,7 +73,16 @@ class VectorStore(Protocol):
     """The few operations the indexer and the retriever need; Chroma is one implementation."""
 
     def upsert(self, chunks: Sequence[Chunk], vectors: Sequence[ChunkVectors]) -> None: ...
-    def delete(self, ids: Iterable[str]) -> None: ...
+    def delete(self, ids: Iterable[str]) -> None:
+        """Deletes in every partition (a chunk's language is not known from its id); a chunk's sentences by their
+        chunk id, so sentences a crash left without their chunk go with the next delete of that chunk."""
+        ids = list(ids)
+        for lo in range(0, len(ids), self._batch):
+            part = ids[lo : lo + self._batch]
+            for partition, chunks in self._chunk_parts.items():
+                chunks.delete(ids=part)
+                self._sentence_parts[partition].delete(where={"chunk_id": {"$in": part}})
+
     def ids_for_source(self, source: str) -> set[str]: ...
     def embeddings_for(self, ids: Sequence[str], *, sentences: bool = True) -> dict[str, ChunkVectors]: ...
     def sentence_search(
@@ -128,11 +155,12 @@ def make_chroma_client(settings: Settings):
 
 
 class ChromaStore:
-    """Chunks in `<collection>`, their sentences' vectors in `<collection>__sentences`, document records in
-    `<collection>__documents`; cosine space.
+    """Per partition (language) `p`: chunks in `<collection>__p` and their sentences' vectors in
+    `<collection>__sentences__p` (`<collection>` and `<collection>__sentences` for chunks without a language);
+    document records in `<collection>__documents`; cosine space.
 
-    Writes go straight to the chromadb collection (we supply our own embeddings, computed once and
-    reused by chunk id); similarity search goes through langchain-chroma.
+    Writes go straight to the chromadb collections (we supply our own embeddings, computed once and reused by
+    chunk id); chunk similarity search goes through langchain-chroma.
     """
 
     def __init__(self, client: Any, name: str, model_name: str, dimension: int):
@@ -146,8 +174,8 @@ class ChromaStore:
         from langchain_chroma import Chroma
 
         wanted = {"hnsw:space": "cosine", "embedding_model": self.model_name, "dimension": self.dimension}
-        self._chunks = self._client.get_or_create_collection(self.name, embedding_function=None, metadata=wanted)
-        found = self._chunks.metadata or {}
+        unlabelled = self._client.get_or_create_collection(self.name, embedding_function=None, metadata=wanted)
+        found = unlabelled.metadata or {}
         if (found.get("embedding_model"), found.get("dimension")) != (self.model_name, self.dimension):
             raise IndexMismatchError(
                 f"The index was built with embedding model {found.get('embedding_model')!r} "
@@ -155,59 +183,127 @@ class ChromaStore:
                 f"{self.dimension}) is configured. Run `rag index --rebuild` to re-embed everything "
                 "with the configured model, or set RAG_EMBEDDING_MODEL back."
             )
-        self._sentences = self._client.get_or_create_collection(
-            self.name + _SENTENCES_SUFFIX, embedding_function=None, metadata={"hnsw:space": "cosine"}
-        )
+        cosine = {"hnsw:space": "cosine"}
+        self._chunk_parts = {
+            p: self._client.get_or_create_collection(f"{self.name}__{p}", embedding_function=None, metadata=cosine)
+            for p in _PARTITIONS
+            if p
+        } | {"": unlabelled}
+        self._sentence_parts = {
+            p: self._client.get_or_create_collection(
+                f"{self.name}{_SENTENCES_SUFFIX}__{p}" if p else self.name + _SENTENCES_SUFFIX,
+                embedding_function=None,
+                metadata=cosine,
+            )
+            for p in _PARTITIONS
+        }
         self._documents = self._client.get_or_create_collection(self.name + _DOCUMENTS_SUFFIX, embedding_function=None)
-        self._langchain = Chroma(client=self._client, collection_name=self.name, embedding_function=None)
+        self._langchain = {
+            p: Chroma(client=self._client, collection_name=collection.name, embedding_function=None)
+            for p, collection in self._chunk_parts.items()
+        }
         self._batch = max(1, min(self._client.get_max_batch_size(), 1000))
+        self._sort_into_partitions()
+
+    def _sort_into_partitions(self) -> None:
+        """Stores written before the split by language hold every chunk in `<collection>` and every sentence in
+        `<collection>__sentences`: move those of a language into its collections, a page at a time, vectors as
+        they are (nothing is embedded again). Each page is copied before it is deleted, so an interrupted move
+        resumes where it stopped; on a store already split this is one empty lookup."""
+        unlabelled = self._chunk_parts[""]
+        labelled = {"language": {"$in": list(LANGUAGES)}}
+        if not unlabelled.get(where=labelled, limit=1, include=[])["ids"]:
+            return
+        log.warning("Moving the index's chunks into one collection per language (once, after an upgrade)...")
+        while True:
+            got = unlabelled.get(where=labelled, limit=self._batch, include=["embeddings", "documents", "metadatas"])
+            if not got["ids"]:
+                return
+            for partition in LANGUAGES:
+                rows = [i for i, meta in enumerate(got["metadatas"]) if meta.get("language") == partition]
+                if not rows:
+                    continue
+                ids = [got["ids"][i] for i in rows]
+                sentences = self._sentence_parts[""].get(
+                    where={"chunk_id": {"$in": ids}}, include=["embeddings", "metadatas"]
+                )
+                if sentences["ids"]:
+                    self._sentence_parts[partition].upsert(
+                        ids=sentences["ids"],
+                        embeddings=sentences["embeddings"],
+                        metadatas=[_sentence_metadata(m["chunk_id"], m["source"]) for m in sentences["metadatas"]],
+                    )
+                self._chunk_parts[partition].upsert(
+                    ids=ids,
+                    embeddings=[got["embeddings"][i] for i in rows],
+                    documents=[got["documents"][i] for i in rows],
+                    metadatas=[got["metadatas"][i] for i in rows],
+                )
+                unlabelled.delete(ids=ids)
+                if sentences["ids"]:
+                    self._sentence_parts[""].delete(ids=sentences["ids"])
 
     # --- chunks -------------------------------------------------------------------------------
     def upsert(self, chunks: Sequence[Chunk], vectors: Sequence[ChunkVectors]) -> None:
-        """Sentences first, then chunks: a chunk is visible only once everything it needs is stored."""
-        ids, embeddings, metadatas = [], [], []
+        """Each language's chunks into its collections; sentences first, then chunks: a chunk is visible only
+        once everything it needs is stored."""
+        by_partition: dict[str, list[tuple[Chunk, ChunkVectors]]] = {}
         for chunk, vector in zip(chunks, vectors, strict=True):
-            for start, end, sentence_vector in vector.sentences:
-                ids.append(_sentence_id(chunk.id, start, end))
-                embeddings.append(list(map(float, sentence_vector)))
-                meta = {"chunk_id": chunk.id, "source": chunk.source, "start": start, "end": end}
-                metadatas.append(meta | ({"language": chunk.language} if chunk.language else {}))
-        for lo in range(0, len(ids), self._batch):
-            hi = lo + self._batch
-            self._sentences.upsert(ids=ids[lo:hi], embeddings=embeddings[lo:hi], metadatas=metadatas[lo:hi])
-        for lo in range(0, len(chunks), self._batch):
-            part = chunks[lo : lo + self._batch]
-            self._chunks.upsert(
-                ids=[c.id for c in part],
-                embeddings=[list(map(float, v.chunk)) for v in vectors[lo : lo + self._batch]],
-                documents=[c.text for c in part],
-                metadatas=[c.metadata() for c in part],
-            )
+            by_partition.setdefault(_partition(chunk.language), []).append((chunk, vector))
+        for partition, pairs in by_partition.items():
+            ids, embeddings, metadatas = [], [], []
+            for chunk, vector in pairs:
+                for start, end, sentence_vector in vector.sentences:
+                    ids.append(_sentence_id(chunk.id, start, end))
+                    embeddings.append(list(map(float, sentence_vector)))
+                    metadatas.append(_sentence_metadata(chunk.id, chunk.source))
+            sentences = self._sentence_parts[partition]
+            for lo in range(0, len(ids), self._batch):
+                hi = lo + self._batch
+                sentences.upsert(ids=ids[lo:hi], embeddings=embeddings[lo:hi], metadatas=metadatas[lo:hi])
+            for lo in range(0, len(pairs), self._batch):
+                part = pairs[lo : lo + self._batch]
+                self._chunk_parts[partition].upsert(
+                    ids=[c.id for c, _ in part],
+                    embeddings=[list(map(float, v.chunk)) for _, v in part],
+                    documents=[c.text for c, _ in part],
+                    metadatas=[c.metadata() for c, _ in part],
+                )
 
     def delete(self, ids: Iterable[str]) -> None:
+        """Deletes by id in each partition holding one of them (a chunk's language is not known from its id)."""
         ids = list(ids)
         for lo in range(0, len(ids), self._batch):
             part = ids[lo : lo + self._batch]
-            self._chunks.delete(ids=part)
-            self._sentences.delete(where={"chunk_id": {"$in": part}})
+            for partition, chunks in self._chunk_parts.items():
+                present = chunks.get(ids=part, include=[])["ids"]
+                if present:
+                    chunks.delete(ids=present)
+                    self._sentence_parts[partition].delete(where={"chunk_id": {"$in": present}})
 
     def ids_for_source(self, source: str) -> set[str]:
-        return set(self._chunks.get(where={"source": source}, include=[])["ids"])
+        found: set[str] = set()
+        for chunks in self._chunk_parts.values():
+            found.update(chunks.get(where={"source": source}, include=[])["ids"])
+        return found
 
     def embeddings_for(self, ids: Sequence[str], *, sentences: bool = True) -> dict[str, ChunkVectors]:
         """Stored vectors of chunks (and of their sentences unless `sentences` is False, which saves a query)."""
         found: dict[str, ChunkVectors] = {}
         for lo in range(0, len(ids), self._batch):
             part = list(ids[lo : lo + self._batch])
-            got = self._chunks.get(ids=part, include=["embeddings"])
-            for chunk_id_, vector in zip(got["ids"], got["embeddings"], strict=True):
-                found[chunk_id_] = ChunkVectors([float(x) for x in vector], [])
-            if not sentences:
-                continue
-            rows = self._sentences.get(where={"chunk_id": {"$in": part}}, include=["embeddings", "metadatas"])
-            for meta, vector in zip(rows["metadatas"], rows["embeddings"], strict=True):
-                if meta["chunk_id"] in found:
-                    found[meta["chunk_id"]].sentences.append((meta["start"], meta["end"], [float(x) for x in vector]))
+            for partition, chunks in self._chunk_parts.items():
+                got = chunks.get(ids=part, include=["embeddings"])
+                for chunk_id_, vector in zip(got["ids"], got["embeddings"], strict=True):
+                    found[chunk_id_] = ChunkVectors([float(x) for x in vector], [])
+                if not sentences or not got["ids"]:
+                    continue
+                rows = self._sentence_parts[partition].get(
+                    where={"chunk_id": {"$in": got["ids"]}}, include=["embeddings"]
+                )
+                for sentence_id, vector in zip(rows["ids"], rows["embeddings"], strict=True):
+                    chunk_id_, start, end = _parse_sentence_id(sentence_id)
+                    found[chunk_id_].sentences.append((start, end, [float(x) for x in vector]))
         for vectors in found.values():
             vectors.sentences.sort(key=lambda s: s[0])
         return found
@@ -215,63 +311,79 @@ class ChromaStore:
     def sentence_search(
         self, vector: Sequence[float], k: int, sources: Sequence[str] | None = None, language: str | None = None
     ) -> list[SentenceHit]:
-        if self._sentences.count() == 0:
-            return []
-        got = self._sentences.query(
-            query_embeddings=[list(map(float, vector))],
-            n_results=k,
-            where=_filter(sources, language),
-            include=["distances"],  # the id says the rest; fetching metadata took ~40% of the time
-        )
-        return [
-            SentenceHit(*_parse_sentence_id(sentence_id), 1.0 - float(distance))
-            for sentence_id, distance in zip(got["ids"][0], got["distances"][0], strict=True)
-        ]
+        """The k nearest sentences of `language`'s collection (of every language's when None)."""
+        hits: list[SentenceHit] = []
+        for partition in _searched(language):
+            sentences = self._sentence_parts[partition]
+            if sentences.count() == 0:
+                continue
+            got = sentences.query(
+                query_embeddings=[list(map(float, vector))],
+                n_results=k,
+                where=_source_filter(sources),
+                include=["distances"],  # the id says the rest; fetching metadata took ~40% of the time
+            )
+            hits += [
+                SentenceHit(*_parse_sentence_id(sentence_id), 1.0 - float(distance))
+                for sentence_id, distance in zip(got["ids"][0], got["distances"][0], strict=True)
+            ]
+        return heapq.nlargest(k, hits, key=lambda h: h.score) if language is None else hits
 
     def chunks(self, sources: Sequence[str] | None = None) -> list[Chunk]:
         where = _source_filter(sources)
         result: list[Chunk] = []
-        offset = 0
-        while True:  # page by page until a short page: a filtered read costs what it returns, not the collection
-            got = self._chunks.get(where=where, include=["documents", "metadatas"], limit=self._batch, offset=offset)
-            result += [
-                Chunk.from_metadata(i, t, m)
-                for i, t, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
-            ]
-            if len(got["ids"]) < self._batch:
-                return sorted(result, key=lambda c: (c.source, c.index))
-            offset += self._batch
+        for chunks in self._chunk_parts.values():
+            offset = 0
+            while True:  # page by page until a short page: a filtered read costs what it returns
+                got = chunks.get(where=where, include=["documents", "metadatas"], limit=self._batch, offset=offset)
+                result += [
+                    Chunk.from_metadata(i, t, m)
+                    for i, t, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+                ]
+                if len(got["ids"]) < self._batch:
+                    break
+                offset += self._batch
+        return sorted(result, key=lambda c: (c.source, c.index))
 
     def chunks_by_id(self, ids: Sequence[str]) -> dict[str, Chunk]:
         """The chunks that still exist among `ids` (a lexical hit may name one a refresh just replaced)."""
-        if not ids:
-            return {}
-        got = self._chunks.get(ids=list(ids), include=["documents", "metadatas"])
-        return {
-            i: Chunk.from_metadata(i, t, m)
-            for i, t, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
-        }
+        found: dict[str, Chunk] = {}
+        for chunks in self._chunk_parts.values():
+            missing = [i for i in ids if i not in found]
+            if not missing:
+                break
+            got = chunks.get(ids=missing, include=["documents", "metadatas"])
+            found |= {
+                i: Chunk.from_metadata(i, t, m)
+                for i, t, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+            }
+        return found
 
     def search(
         self, vector: Sequence[float], k: int, sources: Sequence[str] | None = None, language: str | None = None
     ) -> list[ScoredChunk]:
-        if self._chunks.count() == 0:
-            return []
-        hits = self._langchain.similarity_search_by_vector_with_relevance_scores(
-            list(map(float, vector)), k=k, filter=_filter(sources, language)
-        )
-        # langchain reports cosine *distance* (1 - similarity) for a cosine collection.
-        return [
-            ScoredChunk(Chunk.from_metadata(doc.id, doc.page_content, doc.metadata), 1.0 - float(distance))
-            for doc, distance in hits
-        ]
+        """The k nearest chunks of `language`'s collection (of every language's when None)."""
+        hits: list[ScoredChunk] = []
+        for partition in _searched(language):
+            if self._chunk_parts[partition].count() == 0:
+                continue
+            found = self._langchain[partition].similarity_search_by_vector_with_relevance_scores(
+                list(map(float, vector)), k=k, filter=_source_filter(sources)
+            )
+            # langchain reports cosine *distance* (1 - similarity) for a cosine collection.
+            hits += [
+                ScoredChunk(Chunk.from_metadata(doc.id, doc.page_content, doc.metadata), 1.0 - float(distance))
+                for doc, distance in found
+            ]
+        return heapq.nlargest(k, hits, key=lambda h: h.score) if language is None else hits
 
     def count(self) -> int:
-        return self._chunks.count()
+        return sum(chunks.count() for chunks in self._chunk_parts.values())
 
     def has_language(self, language: str, sources: Sequence[str] | None = None) -> bool:
-        """Whether any chunk (of these sources) is in `language`: one indexed metadata lookup."""
-        return bool(self._chunks.get(where=_filter(sources, language), limit=1, include=[])["ids"])
+        """Whether any chunk (of these sources) is in `language`: one lookup in that language's collection."""
+        chunks = self._chunk_parts[_partition(language)]
+        return bool(chunks.get(where=_source_filter(sources), limit=1, include=[])["ids"])
 
     # --- document records -----------------------------------------------------------------------
     def put_document(self, record: DocumentRecord) -> None:
@@ -333,11 +445,18 @@ def _source_filter(sources: Sequence[str] | None) -> dict[str, Any] | None:
     return {"source": sources[0]} if len(sources) == 1 else {"source": {"$in": list(sources)}}
 
 
-def _filter(sources: Sequence[str] | None, language: str | None) -> dict[str, Any] | None:
-    clauses = [c for c in (_source_filter(sources), {"language": language} if language else None) if c]
-    if len(clauses) < 2:
-        return clauses[0] if clauses else None
-    return {"$and": clauses}
+def _partition(language: str) -> str:
+    return language if language in _PARTITIONS else ""
+
+
+def _searched(language: str | None) -> tuple[str, ...]:
+    """The partitions a search looks in: the language's, or all of them."""
+    return _PARTITIONS if language is None else (_partition(language),)
+
+
+def _sentence_metadata(chunk_id_: str, source: str) -> dict[str, Any]:
+    """What a sentence vector is filtered or deleted by; its offsets are in its id, its language in its collection."""
+    return {"chunk_id": chunk_id_, "source": source}
 
 
 def _exists(client: Any, name: str) -> bool:
