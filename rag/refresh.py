@@ -72,7 +72,10 @@ def catch_up_lexical(lexical: LexicalIndex, store: VectorStore) -> int:
                 chunks[chunk.source].append(chunk)
         for source in changed:
             lexical.put(source, wanted[source], entries_of(chunks[source]))
-    return len(changed) + len(held.keys() - wanted.keys())
+    changed_documents = len(changed) + len(held.keys() - wanted.keys())
+    if lexical.checkpoint_due(changed_documents):
+        lexical.checkpoint()
+    return changed_documents
 
 
 def build_lexical(store: VectorStore, directory: Path | None = None) -> LexicalIndex:

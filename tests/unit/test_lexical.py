@@ -283,3 +283,92 @@ def test_the_whole_corpus_index_of_the_previous_design_is_retired(tmp_path: Path
     (tmp_path / "lexical" / "meta.json").write_text("{}")
     LexicalIndex.open(tmp_path / "lexical")
     assert sorted(p.name for p in (tmp_path / "lexical").iterdir()) == []
+
+
+# --- the checkpoint: an open loads arrays, then reads only the document files written since -------------------
+def reads_counted(monkeypatch) -> list[Path]:
+    read: list[Path] = []
+    original = rag.lexical._read_segment
+
+    def counting(path: Path):
+        read.append(path)
+        return original(path)
+
+    monkeypatch.setattr(rag.lexical, "_read_segment", counting)
+    return read
+
+
+def same_answers(a: LexicalIndex, b: LexicalIndex) -> bool:
+    queries = [*QUERIES, "vortiban", "numéro 12", "Partie deux", "document transfert"]
+    return a.keys() == b.keys() and len(a) == len(b) and all(a.search(q, 40) == b.search(q, 40) for q in queries)
+
+
+def test_an_open_reads_the_checkpoint_and_only_the_document_files_written_since(saved: Path, monkeypatch):
+    assert (saved / "checkpoint.npz").exists()  # the catch-up that read all 20 documents left one
+    writer = LexicalIndex.open(saved)
+    writer.put("doc3.md", "2", [LexicalEntry("new#0", "Document 3 réécrit : le vortiban de Quimperlé.", "fr")])
+    writer.remove("doc7.md")
+    read = reads_counted(monkeypatch)
+    reader = LexicalIndex.open(saved)
+    assert read == [segment_of(saved, "doc3.md")]
+    assert same_answers(reader, writer) and "doc7.md" not in set(reader.keys())
+    assert [h.chunk_id for h in reader.search("vortiban", 3)] == ["new#0"]
+    read.clear()
+    assert same_answers(LexicalIndex.open(saved), writer) and read == [segment_of(saved, "doc3.md")]
+
+
+def test_an_open_checkpoints_once_a_quarter_of_the_documents_changed(saved: Path, monkeypatch):
+    writer = LexicalIndex.open(saved)
+    for n in range(5):  # a quarter of the 20
+        writer.put(f"doc{n}.md", "2", [LexicalEntry(f"new{n}#0", f"Le vortiban numéro {n}.", "fr")])
+    read = reads_counted(monkeypatch)
+    LexicalIndex.open(saved)
+    assert len(read) == 5
+    read.clear()
+    assert same_answers(LexicalIndex.open(saved), writer) and read == []
+
+
+def npz_edited(change: Callable[[dict], None]) -> Callable[[Path], None]:
+    def damage(path: Path) -> None:
+        with np.load(path) as saved:
+            arrays = {name: saved[name] for name in saved.files}
+        change(arrays)
+        with path.open("wb") as file:
+            np.savez(file, **arrays)
+
+    return damage
+
+
+def setting(name: str, value: Callable[[np.ndarray], np.ndarray]) -> Callable[[dict], None]:
+    return lambda arrays: arrays.__setitem__(name, value(arrays[name]))
+
+
+CHECKPOINT_DAMAGE: dict[str, Callable[[Path], None]] = {
+    "zero length": lambda p: p.write_bytes(b""),
+    "truncated": lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]),
+    "random bytes": lambda p: p.write_bytes(np.random.default_rng(7).bytes(400)),
+    "another version": npz_edited(setting("version", lambda v: v + 1)),
+    "an array missing": npz_edited(lambda arrays: arrays.pop("base_rows")),
+    "a row out of range": npz_edited(setting("base_rows", lambda v: v + len(v))),
+    "one id too few": npz_edited(setting("ids_ends", lambda v: v[:-1])),
+    "pointers out of order": npz_edited(setting("base_pointers", lambda v: v[::-1].copy())),
+    "a document's rows twice": npz_edited(setting("segment_rows", lambda v: np.zeros_like(v))),
+    "a source twice": npz_edited(
+        lambda a: a.update(rag.lexical._packed("sources", ["doc0.md"] * len(a["sources_ends"])))
+    ),
+    "strings not UTF-8": npz_edited(setting("vocabulary_bytes", lambda v: np.full_like(v, 0xFF))),
+    "a pickled array": npz_edited(setting("row_length", lambda v: np.array([object()] * len(v), dtype=object))),
+}
+
+
+@pytest.mark.parametrize("damage", CHECKPOINT_DAMAGE.values(), ids=CHECKPOINT_DAMAGE.keys())
+def test_a_damaged_checkpoint_is_reported_and_every_document_file_read(saved: Path, damage, monkeypatch, caplog):
+    intact = LexicalIndex.open(saved)
+    damage(saved / "checkpoint.npz")
+    read = reads_counted(monkeypatch)
+    with caplog.at_level(logging.WARNING, logger="rag.lexical"):
+        opened = LexicalIndex.open(saved)
+    [warning] = warnings(caplog)
+    assert "checkpoint" in warning.getMessage() and len(read) == 20 and same_answers(opened, intact)
+    read.clear()
+    assert same_answers(LexicalIndex.open(saved), intact) and read == []  # written again, whole
