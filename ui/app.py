@@ -26,7 +26,7 @@ from rag.settings import Settings
 from ui.access import UPLOAD_COOKIE, UploadGuard, upload_token
 from ui.handlers import MAX_K, Handlers, copied, example_text
 from ui.i18n import LANGUAGE_CHOICES, STRINGS, t
-from ui.render import render_card, render_header, render_starting
+from ui.render import in_every_language, render_card, render_header, render_starting
 
 EXAMPLES = (
     "Pourquoi l'Italie a-t-elle interdit DeepSeek ?",
@@ -170,7 +170,7 @@ def _header() -> Header:
             header = gr.HTML(render_header("en"))
         with gr.Column(scale=1, min_width=250):
             language = gr.Radio(LANGUAGE_CHOICES, value="en", label="Language", elem_id="lang-switch")
-    status = gr.HTML(render_starting("en"), elem_id="rag-status")
+    status = gr.HTML(in_every_language(render_starting), elem_id="rag-status")
     return Header(header, language, status, gr.Timer(1.0, active=True))
 
 
@@ -388,7 +388,7 @@ def _labels(h: Handlers, header: Header, chat: Chat, docs: Documents) -> list[tu
     return [
         (header.header, render_header),
         (header.language, lambda lang: gr.Radio(label=t(lang, "language"))),
-        (header.status, h.status),
+        (header.status, lambda lang: h.status()),
         (chat.tab, lambda lang: gr.Tab(label=t(lang, "tab_chat"))),
         (docs.tab, lambda lang: gr.Tab(label=t(lang, "tab_docs"))),
         (chat.chatbot, lambda lang: gr.Chatbot(label=t(lang, "chat_label"), placeholder=t(lang, "chat_placeholder"))),

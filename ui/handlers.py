@@ -26,6 +26,7 @@ from ui.render import (
     CARD_CONTEXT_CHARS,
     describe_step,
     documents_table,
+    in_every_language,
     mark_stopped,
     plain_answer,
     render_answer,
@@ -82,8 +83,12 @@ class Handlers:
         """The upload size limit as `lang` writes it."""
         return megabytes(self.settings.max_upload_bytes, lang, exact=True)
 
-    def status(self, lang: str) -> str:
-        """The status line: what is being prepared, or what is ready (documents, passages, generator)."""
+    def status(self) -> str:
+        """The status line, in every language (the page shows its own): what is being prepared, or what is ready
+        (documents, passages, generator)."""
+        return in_every_language(self._status_in)
+
+    def _status_in(self, lang: str) -> str:
         if not self.ready():
             return render_preparing(self.startup.step, lang)
         if self.startup.error:
@@ -207,7 +212,7 @@ class Handlers:
         return (
             documents_table(records, lang),
             gr.Dropdown(choices=[r.source for r in records], value=None),
-            self.status(lang),
+            self.status(),
         )
 
     def may_write(self, is_unlocked: bool, request: gr.Request | None) -> bool:
@@ -324,12 +329,12 @@ class Handlers:
         self.startup.start()  # a no-op when the API started it (with its own reconcile choice)
         if self.ready():
             return self.listing(lang)
-        return gr.skip(), gr.skip(), self.status(known_lang(lang))
+        return gr.skip(), gr.skip(), self.status()
 
     def poll(self, lang: str) -> tuple:
         """The status each second until everything is ready, then the documents list once, and stop."""
         if not self.ready():
-            return gr.skip(), gr.skip(), self.status(known_lang(lang)), gr.Timer(active=True)
+            return gr.skip(), gr.skip(), self.status(), gr.Timer(active=True)
         return *self.listing(lang), gr.Timer(active=False)
 
     # --- language -----------------------------------------------------------------------------------------

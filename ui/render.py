@@ -10,10 +10,11 @@ import base64
 import html
 import re
 import urllib.parse
+from collections.abc import Callable
 from typing import Any
 
 from rag.schema import Answer, Citation, DocumentRecord, GeneratorState, IndexState, StartupStep
-from ui.i18n import t
+from ui.i18n import LANGUAGE_CHOICES, t
 
 # Characters of the passage shown on each side of the quote before "show more context" is opened.
 CARD_EXCERPT_CHARS = 220
@@ -272,21 +273,29 @@ def describe_step(step: StartupStep, lang: str) -> str:
     return t(lang, key, **step.model_dump(exclude={"stage"}))
 
 
+def in_every_language(render: Callable[[str], str]) -> str:
+    """A status line in each interface language; the page's stylesheet shows the one of the page's language
+    (`html[lang]`), so a status tick answered after the user switched language still shows the right one."""
+    return "".join(render(lang) for _, lang in LANGUAGE_CHOICES)
+
+
 def render_starting(lang: str) -> str:
     """The status line the page is built with, before its first load event asks the service."""
-    return f'<p class="status preparing" role="status">⏳ {_esc(t(lang, "status_starting"))}</p>'
+    return f'<p class="status preparing" role="status" lang="{lang}">⏳ {_esc(t(lang, "status_starting"))}</p>'
 
 
 def render_preparing(step: StartupStep, lang: str) -> str:
     """The status line while the service prepares: what it is doing."""
     text = t(lang, "status_preparing", step=describe_step(step, lang))
-    return f'<p class="status preparing" role="status" aria-label="{_esc(t(lang, "status_label"))}">⏳ {_esc(text)}</p>'
+    label = _esc(t(lang, "status_label"))
+    return f'<p class="status preparing" role="status" lang="{lang}" aria-label="{label}">⏳ {_esc(text)}</p>'
 
 
 def render_failed(error: str, lang: str) -> str:
     """The status line when the preparation failed."""
     text = t(lang, "status_failed", error=error)
-    return f'<p class="status failed" role="alert" aria-label="{_esc(t(lang, "status_label"))}">{_esc(text)}</p>'
+    label = _esc(t(lang, "status_label"))
+    return f'<p class="status failed" role="alert" lang="{lang}" aria-label="{label}">{_esc(text)}</p>'
 
 
 def render_ready(status: IndexState, readiness: GeneratorState, generator: str, lang: str) -> str:
@@ -303,4 +312,4 @@ def render_ready(status: IndexState, readiness: GeneratorState, generator: str, 
         reason = t(lang, "status_fallback", generator=generator, reason=readiness.fallback_reason)
         detail = f'<span class="detail">{_esc(reason)}</span>'
     label = _esc(t(lang, "status_label"))
-    return f'<p class="status" role="status" aria-label="{label}">✓ {_esc(text)}{detail}</p>'
+    return f'<p class="status" role="status" lang="{lang}" aria-label="{label}">✓ {_esc(text)}{detail}</p>'

@@ -223,7 +223,7 @@ def test_browser_unlocks_uploads_5mb_and_is_told_the_limit(served: Served, brows
     context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="fr-FR")
     page = context.new_page()
     page.goto(served.url + "/")
-    page.locator("#rag-status .status").filter(has_text="✓").wait_for(timeout=240_000)
+    page.locator("#rag-status .status:visible").filter(has_text="✓").wait_for(timeout=240_000)
     page.get_by_role("tab", name="Documents").click()
     assert not page.locator("#rag-upload").is_visible()  # hidden until the key was given
     page.locator("#rag-key input").fill("pas-la-cle")
@@ -278,7 +278,7 @@ def test_markup_in_documents_is_shown_as_text(served: Served, browser) -> None:
     context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="fr-FR")
     page = context.new_page()
     page.goto(served.url + "/")
-    page.locator("#rag-status .status").filter(has_text="✓").wait_for(timeout=240_000)
+    page.locator("#rag-status .status:visible").filter(has_text="✓").wait_for(timeout=240_000)
     answer = ask_in_page(page, "Où le projet Brisevent a-t-il été lancé ?")
     assert "Grenoble" in answer.inner_text()
     answer.locator("button.cite-chip").first.click()

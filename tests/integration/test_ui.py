@@ -193,7 +193,7 @@ def _cell(table, text: str):
 
 
 def _wait_ready(page) -> None:
-    page.locator("#rag-status .status").filter(has_text="✓").wait_for(timeout=240_000)
+    page.locator("#rag-status .status:visible").filter(has_text="✓").wait_for(timeout=240_000)
 
 
 @pytest.mark.browser
@@ -205,11 +205,12 @@ def test_chat_citations_follow_up_upload_delete(server: str, browser, tmp_path: 
     page.goto(server)
     # The interface follows the browser language, and the page shows progress rather than a blank wait.
     page.get_by_role("heading", name="Interrogez vos documents").wait_for(timeout=60_000)
-    # Within one status tick (1 s): a tick already in flight when the page switched to French may still paint
-    # one English line (seen once in CI), the next one is French.
-    expect(page.locator("#rag-status .status")).to_have_text(
-        re.compile(r"^(⏳ Préparation|⏳ Démarrage|✓)"), timeout=5_000
+    # The status line comes in both languages and the page shows its own, so a status tick answered after the
+    # switch to French (one painted English in CI before) cannot show English.
+    expect(page.locator("#rag-status .status:visible")).to_have_text(
+        re.compile(r"^(⏳ Préparation|⏳ Démarrage|✓)"), timeout=2_000
     )
+    expect(page.locator('#rag-status .status[lang="en"]')).to_be_hidden()
     _wait_ready(page)
     assert "1 document" in page.locator("#rag-status").inner_text()
 
