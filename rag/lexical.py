@@ -312,6 +312,8 @@ class LexicalIndex:
 
     def _merge(self) -> None:
         """Fold the recent postings into the base and drop masked rows (rows are renumbered)."""
+        if not self._recent_postings and len(self._ids) == self._live_rows:
+            return  # nothing recent, nothing masked: the base is already what a merge would give
         vocabulary = len(self._vocabulary)
         base_terms = np.repeat(np.arange(len(self._base_pointers) - 1), np.diff(self._base_pointers))
         recent_terms = [np.full(len(rows), term) for term, (rows, _) in self._recent.items()]
