@@ -79,7 +79,7 @@ def light_stem(token: str) -> str:
 def analyze(text: str) -> list[str]:
     """Tokens for matching words in either language: elisions (l'/d'/qu'...) removed, folded, stopwords of both
     languages dropped, plural and feminine endings stemmed (`light_stem`)."""
-    return [light_stem(fold(word)) for word in _words(text, STOPWORDS)]
+    return _tokens(text, "")
 
 
 def analyze_in(text: str, language: Language) -> list[str]:
@@ -88,11 +88,26 @@ def analyze_in(text: str, language: Language) -> list[str]:
     in the language searched: the two languages' rules never meet one text. French keeps `light_stem`: Snowball's
     French stemmer merges unrelated words ("organisme", "organe") and did not generalise (docs/evaluation.md).
     Only that language's stopwords go, so the English "AI" stays although the French "ai" (has) is one."""
-    words = _words(text, _LANGUAGE_STOPWORDS[language])
-    if language == "fr":
-        return [light_stem(fold(word)) for word in words]
-    stemmer = _english_stemmer()
-    return [fold(stemmer.stemWord(word)) for word in words]
+    return _tokens(text, language)
+
+
+def _tokens(text: str, language: str) -> list[str]:
+    tokens = (_token(raw, language) for raw in _TOKEN.findall(text.lower()))
+    return [token for token in tokens if token is not None]
+
+
+@lru_cache(maxsize=1 << 18)
+def _token(raw: str, language: str) -> str | None:
+    """One lowercased word's token in `language` ("": either language, see `analyze`), None when it is dropped.
+    Cached because words repeat: analysing every word afresh was most of a lexical index's build."""
+    word = strip_elision(raw).strip("'’_")
+    folded = fold(word)
+    stopwords = _LANGUAGE_STOPWORDS[language] if language else STOPWORDS
+    if not folded or folded in stopwords or (len(folded) == 1 and not folded.isdigit()):
+        return None
+    if language == "en":
+        return fold(_english_stemmer().stemWord(word))
+    return light_stem(folded)
 
 
 def analyze_query(text: str) -> list[str]:
@@ -105,18 +120,6 @@ def analyze_query(text: str) -> list[str]:
 def strip_elision(word: str) -> str:
     """The word without a French elided article or pronoun ("l'énergie" -> "énergie", "qu'il" -> "il")."""
     return _ELISION.sub("", word)
-
-
-def _words(text: str, stopwords: frozenset[str]) -> list[str]:
-    """Lowercased words, elisions removed, stopwords and single letters dropped."""
-    words = []
-    for raw in _TOKEN.findall(text.lower()):
-        word = strip_elision(raw).strip("'’_")
-        folded = fold(word)
-        if not folded or folded in stopwords or (len(folded) == 1 and not folded.isdigit()):
-            continue
-        words.append(word)
-    return words
 
 
 @lru_cache(maxsize=1)
