@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -55,19 +55,23 @@ def lexical_key(record: DocumentRecord) -> str:
     return f"{LEXICAL_VERSION}\x00{record.content_hash}\x00{record.pipeline}\x00{record.indexed_at}"
 
 
-def catch_up_lexical(lexical: LexicalIndex, store: VectorStore) -> int:
+def catch_up_lexical(lexical: LexicalIndex, store: VectorStore, sources: Collection[str] | None = None) -> int:
     """Bring `lexical` in line with `store` document by document: documents gone are removed, new or changed
-    ones read again from the store; the cost is that of what changed (plus listing the document records).
+    ones read again from the store; the cost is that of what changed plus listing the document records, or,
+    given `sources` (the documents this process just changed), reading those records only.
     Safe against a concurrent refresh: a record is written after its chunks, so a key seen here has its chunks
     in place, and chunks newer than the key are read again at the next catch-up. Returns documents changed."""
-    wanted = {source: lexical_key(record) for source, record in store.documents().items()}
+    wanted = {source: lexical_key(record) for source, record in store.documents(sources).items()}
     held = lexical.keys()
+    if sources is not None:
+        held = {source: key for source, key in held.items() if source in sources}
     for source in held.keys() - wanted.keys():
         lexical.remove(source)
     changed = sorted(source for source, key in wanted.items() if held.get(source) != key)
     if changed:
         chunks: dict[str, list[Chunk]] = {source: [] for source in changed}
-        for chunk in store.chunks(None if len(changed) == len(wanted) else changed):
+        everything = sources is None and len(changed) == len(wanted)
+        for chunk in store.chunks(None if everything else changed):
             if chunk.source in chunks:
                 chunks[chunk.source].append(chunk)
         for source in changed:
@@ -119,6 +123,7 @@ class Refresher:
         # each page reported as progress; the document's language picks Tesseract's language pack.
         self.ocr = OcrReader(ocr_cache, detect=detect_language, on_page=self._ocr_progress)
         self._position = Progress(0, 0, 0, "")
+        self.changed_sources: set[str] = set()  # documents this run wrote or deleted
 
     def run(self, paths: Sequence[Path], *, prune: bool = True) -> RefreshReport:
         """Refresh the files under `paths`; with `prune`, indexed documents of a scanned folder that discovery
@@ -130,7 +135,8 @@ class Refresher:
         """
         files, roots, skipped = discover(paths)
         report = RefreshReport(skipped=skipped)
-        records = self.store.documents()
+        # Files given one by one (an upload) need only their own records; a folder needs all (to prune).
+        records = self.store.documents(None if roots else [f.source for f in files])
         files += _indexed_readmes(records, files, roots)
         seen: set[str] = set()
         chunks_done = 0
@@ -147,6 +153,7 @@ class Refresher:
             if outcome is not None:
                 records[source] = outcome
                 chunks_done += outcome.chunks
+                self.changed_sources.add(source)
             if self.on_progress:
                 self.on_progress(Progress(number, len(files), chunks_done, source))
         if prune:
@@ -157,7 +164,8 @@ class Refresher:
                     self.store.delete_document(source)
                     del records[source]
                     report.deleted += 1
-        report.documents = len(records)
+                    self.changed_sources.add(source)
+        report.documents = len(records) if roots else self.store.document_count()
         report.chunks = self.store.count()
         return report
 

@@ -97,7 +97,8 @@ class VectorStore(Protocol):
     def has_language(self, language: str, sources: Sequence[str] | None = None) -> bool: ...
     def put_document(self, record: DocumentRecord) -> None: ...
     def delete_document(self, source: str) -> None: ...
-    def documents(self) -> dict[str, DocumentRecord]: ...
+    def documents(self, sources: Sequence[str] | None = None) -> dict[str, DocumentRecord]: ...
+    def document_count(self) -> int: ...
 
 
 class StoreBackend(Protocol):
@@ -397,9 +398,15 @@ class ChromaStore:
     def delete_document(self, source: str) -> None:
         self._documents.delete(ids=[source])
 
-    def documents(self) -> dict[str, DocumentRecord]:
-        got = self._documents.get(include=["metadatas"])
+    def documents(self, sources: Sequence[str] | None = None) -> dict[str, DocumentRecord]:
+        """Every document's record, or those of `sources` (read by id: a one-document refresh does not list all)."""
+        if sources is not None and not sources:
+            return {}
+        got = self._documents.get(ids=list(sources) if sources is not None else None, include=["metadatas"])
         return {i: DocumentRecord.from_metadata(m) for i, m in zip(got["ids"], got["metadatas"], strict=True)}
+
+    def document_count(self) -> int:
+        return self._documents.count()
 
     @property
     def client(self) -> Any:

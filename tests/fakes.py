@@ -138,7 +138,12 @@ class MemoryStore:
     def delete_document(self, source: str) -> None:
         self._documents.pop(source, None)
 
-    def documents(self) -> dict[str, DocumentRecord]:
+    def document_count(self) -> int:
+        return len(self._documents)
+
+    def documents(self, sources: Sequence[str] | None = None) -> dict[str, DocumentRecord]:
+        if sources is not None:
+            return {s: self._documents[s] for s in sources if s in self._documents}
         return dict(self._documents)
 
 

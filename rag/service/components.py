@@ -9,6 +9,7 @@ import logging
 import shutil
 import threading
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -94,13 +95,15 @@ class Components:
             return self._lexical
         return self.sync_lexical(self.store)
 
-    def sync_lexical(self, store: VectorStore) -> LexicalIndex:
-        """Bring the lexical index in line with `store` now (after this process changed it, or on a recheck)."""
+    def sync_lexical(self, store: VectorStore, sources: Collection[str] | None = None) -> LexicalIndex:
+        """Bring the lexical index in line with `store` now: every document (on a recheck), or `sources`, the
+        documents this process just changed (reading only their records; the next recheck still looks at all)."""
         with self._lexical_lock:
             if self._lexical is None:
-                self._lexical = LexicalIndex.open(self.lexical_dir)
-            catch_up_lexical(self._lexical, store)
-            self._lexical_checked = time.monotonic()
+                self._lexical, sources = LexicalIndex.open(self.lexical_dir), None
+            catch_up_lexical(self._lexical, store, sources)
+            if sources is None:
+                self._lexical_checked = time.monotonic()
             return self._lexical
 
     def build_lexical_aside(self, built: VectorStore) -> LexicalIndex:

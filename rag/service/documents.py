@@ -74,7 +74,8 @@ class Documents:
                     target.unlink(missing_ok=True)
                 else:
                     target.write_bytes(previous)
-            return UploadOutcome(name, report, None if report.skipped else self.components.store.documents().get(name))
+            record = None if report.skipped else self.components.store.documents([name]).get(name)
+            return UploadOutcome(name, report, record)
 
     def _target(self, filename: str, data: bytes, replace: bool) -> tuple[str, Path]:
         """The upload's safe name and its path in the corpus dir, or the DocumentError that refuses it."""
@@ -96,8 +97,7 @@ class Documents:
     def delete(self, source: str) -> RefreshReport:
         """Remove a document from the index, and its file when it lives in the corpus dir. A reader refuses first."""
         self.indexing.check_writable()
-        records = self.components.store.documents()
-        record = records.get(source)
+        record = self.components.store.documents([source]).get(source)
         if record is None:
             raise DocumentError(f"No indexed document {source!r}.", 404)
         path = Path(record.path)
@@ -110,14 +110,14 @@ class Documents:
             with self.components.rw.write():
                 store.delete(store.ids_for_source(source))
                 store.delete_document(source)
-            self.components.sync_lexical(store)
-        return RefreshReport(deleted=1, documents=len(records) - 1, chunks=self.components.store.count())
+            self.components.sync_lexical(store, [source])
+        return RefreshReport(deleted=1, documents=store.document_count(), chunks=store.count())
 
     def surrounding_text(self, source: str, start: int, end: int, chars: int = 700) -> tuple[str, int]:
         """The document's extracted text around [start, end) with `chars` more on each side, and its offset:
         what a reader opens to see a quote in context. The same extraction as indexing, so offsets agree;
         if the file changed since it was indexed, only what the index holds is returned (empty)."""
-        record = self.components.store.documents().get(source)
+        record = self.components.store.documents([source]).get(source)
         if record is None:
             raise DocumentError(f"No indexed document {source!r}.", 404)
         text = extracted_text(record.path, record.root, record.content_hash, self.settings.ocr_dir)

@@ -76,8 +76,9 @@ class Indexing:
         if rebuild:
             return self._rebuild(targets, on_progress)
         store = self.components.store
-        report = self._refresher(store, on_progress, after_write).run(targets)
-        self.components.sync_lexical(store)
+        refresher = self._refresher(store, on_progress, after_write)
+        report = refresher.run(targets)
+        self.components.sync_lexical(store, refresher.changed_sources)
         return report
 
     def _refresher(

@@ -22,12 +22,13 @@ class Pages:
     def with_boxes(self, events: Iterator[StreamEvent]) -> Iterator[StreamEvent]:
         """`events` with each citation to a PDF or an image given the boxes of its quote on the page, and the
         page where the quote stands."""
-        records: dict[str, DocumentRecord] | None = None
+        records: dict[str, DocumentRecord] = {}
         for event in events:
             citations = event.answer.citations if event.answer else event.citations
             paged = [c for c in citations if c.page is not None and not c.boxes]
             if paged:
-                records = records if records is not None else self.components.store.documents()
+                unread = sorted({c.source for c in paged} - records.keys())
+                records |= self.components.store.documents(unread) if unread else {}
                 for citation in paged:
                     citation.boxes = self._boxes(citation, records.get(citation.source))
                     if citation.boxes:  # a passage's page is where it starts; the quote can be on the next
@@ -62,7 +63,7 @@ class Pages:
         return path, mimetypes.guess_type(path.name)[0] or "application/octet-stream"
 
     def _record(self, source: str) -> DocumentRecord:
-        record = self.components.store.documents().get(source)
+        record = self.components.store.documents([source]).get(source)
         if record is None:
             raise DocumentError(f"No indexed document {source!r}.", 404)
         return record

@@ -209,6 +209,21 @@ def test_a_catch_up_reads_only_the_documents_whose_record_changed(store: Countin
         assert replica.search(query, 5) == lexical.search(query, 5)
 
 
+def test_a_catch_up_for_given_documents_reads_and_changes_only_those(store: CountingStore, tmp_path: Path):
+    lexical = LexicalIndex(tmp_path / "lexical")
+    catch_up_lexical(lexical, store)
+    store.write("doc3.md", ["Document 3 réécrit : le vortiban de Quimperlé."], version="2")
+    store.write("doc4.md", ["Document 4 réécrit : le quimbolet."], version="2")
+    store.delete(store.ids_for_source("doc7.md"))
+    store.delete_document("doc7.md")
+    store.chunks_read = 0
+    assert catch_up_lexical(lexical, store, ["doc3.md"]) == 1 and store.chunks_read == 1
+    assert lexical.search("vortiban", 3) and not lexical.search("quimbolet", 3)  # doc4 waits for its turn
+    assert "doc7.md" in set(lexical.keys())
+    assert catch_up_lexical(lexical, store, ["doc7.md"]) == 1 and "doc7.md" not in set(lexical.keys())
+    assert catch_up_lexical(lexical, store) == 1 and lexical.search("quimbolet", 3)  # the full check sees doc4
+
+
 def test_a_rebuilt_index_moves_in_whole(store: CountingStore, tmp_path: Path):
     live = LexicalIndex(tmp_path / "lexical")
     catch_up_lexical(live, store)

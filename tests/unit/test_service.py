@@ -155,3 +155,28 @@ def test_start_up_leaves_the_index_to_another_indexer(fake_service) -> None:
     assert "index_busy" in [step.stage for step in seen]
     assert service.startup.step.stage == "ready" and service.startup.error is None
     assert service.startup.describe() == "ready"
+
+
+def test_an_upload_reads_only_its_own_document_record(fake_service, monkeypatch) -> None:
+    """At a team's scale, listing every document record per upload was a cost that grew with the corpus: an upload
+    (and the lexical catch-up after it) reads its own record by id; a folder refresh still lists them all."""
+    service = fake_service(min_similarity=0.05)
+    _write(service, "zephyr.txt", ZEPHYR_FR)
+    _write(service, "harbour.txt", HARBOUR_EN)
+    service.refresh()
+    store, asked = service.store, []
+    listing = store.documents
+
+    def documents(sources=None):
+        asked.append(None if sources is None else sorted(sources))
+        return listing(sources)
+
+    monkeypatch.setattr(store, "documents", documents)
+    updated = service.add_document("harbour.txt", HARBOUR_EN.replace("1932", "1933").encode(), replace=True)
+    assert updated.outcome == "updated" and updated.record.source == "harbour.txt"
+    assert asked and all(sources == ["harbour.txt"] for sources in asked), asked
+    assert [h.chunk_id for h in service.lexical().search("1933", 3)] == list(store.ids_for_source("harbour.txt"))
+    assert service.status().lexical_chunks == store.count()
+    asked.clear()
+    service.refresh()
+    assert None in asked
