@@ -396,18 +396,14 @@ class LexicalIndex:
     @classmethod
     def open(cls, directory: Path) -> LexicalIndex:
         """The index persisted in `directory` (empty if there is none): its checkpoint, then the document files
-        that differ from what the checkpoint read (a new checkpoint is written when there were any). A document
-        file that is damaged in any way is reported, deleted and left out, and so is a damaged checkpoint (every
-        file is then read): the index is derived data, so the caller's catch-up reads such a document again from
-        the store instead of failing questions on it."""
+        that differ from what the checkpoint read (a new checkpoint follows when they are many: `checkpoint_due`).
+        A document file that is damaged in any way is reported, deleted and left out, and so is a damaged checkpoint
+        (every file is then read): the index is derived data, so the caller's catch-up reads such a document again
+        from the store instead of failing questions on it."""
         index = cls(directory)
         _retire_whole_index_files(directory)
         folder = directory / "segments"
-        files = (
-            {e.name: _signature(e.stat()) for e in os.scandir(folder) if e.name.endswith(".json")}
-            if folder.is_dir()
-            else {}
-        )
+        files = _signatures(folder)
         index._restore(directory / _CHECKPOINT)
         with index._lock:
             checkpointed, held = len(index._segments), set()
@@ -534,6 +530,18 @@ class LexicalIndex:
 
 def _signature(stat: os.stat_result) -> tuple[int, int]:
     return stat.st_size, stat.st_mtime_ns
+
+
+def _signatures(folder: Path) -> dict[str, tuple[int, int]]:
+    """Each document file's signature by name; a file another process removes meanwhile is left out."""
+    found: dict[str, tuple[int, int]] = {}
+    for entry in os.scandir(folder) if folder.is_dir() else []:
+        if entry.name.endswith(".json"):
+            try:
+                found[entry.name] = _signature(entry.stat())
+            except FileNotFoundError:
+                continue
+    return found
 
 
 def _packed(name: str, strings: Iterable[str]) -> dict[str, np.ndarray]:

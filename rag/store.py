@@ -328,7 +328,7 @@ class ChromaStore:
                 SentenceHit(*_parse_sentence_id(sentence_id), 1.0 - float(distance))
                 for sentence_id, distance in zip(got["ids"][0], got["distances"][0], strict=True)
             ]
-        return heapq.nlargest(k, hits, key=lambda h: h.score) if language is None else hits
+        return hits if language else heapq.nlargest(k, hits, key=lambda h: h.score)
 
     def chunks(self, sources: Sequence[str] | None = None) -> list[Chunk]:
         where = _source_filter(sources)
@@ -376,7 +376,7 @@ class ChromaStore:
                 ScoredChunk(Chunk.from_metadata(doc.id, doc.page_content, doc.metadata), 1.0 - float(distance))
                 for doc, distance in found
             ]
-        return heapq.nlargest(k, hits, key=lambda h: h.score) if language is None else hits
+        return hits if language else heapq.nlargest(k, hits, key=lambda h: h.score)
 
     def count(self) -> int:
         return sum(chunks.count() for chunks in self._chunk_parts.values())
@@ -457,8 +457,8 @@ def _partition(language: str) -> str:
 
 
 def _searched(language: str | None) -> tuple[str, ...]:
-    """The partitions a search looks in: the language's, or all of them."""
-    return _PARTITIONS if language is None else (_partition(language),)
+    """The partitions a search looks in: the language's, or all of them when none is given."""
+    return (_partition(language),) if language else _PARTITIONS
 
 
 def _sentence_metadata(chunk_id_: str, source: str) -> dict[str, Any]:
