@@ -86,14 +86,14 @@ class Handlers:
     def status(self) -> str:
         """The status line, in every language (the page shows its own): what is being prepared, or what is ready
         (documents, passages, generator)."""
-        return in_every_language(self._status_in)
-
-    def _status_in(self, lang: str) -> str:
         if not self.ready():
-            return render_preparing(self.startup.step, lang)
+            step = self.startup.step
+            return in_every_language(lambda lang: render_preparing(step, lang))
         if self.startup.error:
-            return render_failed(self.startup.error, lang)
-        return render_ready(self.service.status(), self.service.readiness(), self.settings.generator, lang)
+            error = self.startup.error
+            return in_every_language(lambda lang: render_failed(error, lang))
+        state, readiness = self.service.status(), self.service.readiness()  # asked once for both languages
+        return in_every_language(lambda lang: render_ready(state, readiness, self.settings.generator, lang))
 
     # --- chat ---------------------------------------------------------------------------------------------
     def ask(
