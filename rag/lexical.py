@@ -478,11 +478,11 @@ class LexicalIndex:
             np.savez(staging, **arrays)
             os.replace(staging, self._directory / _CHECKPOINT)
 
-    def _restore(self, path: Path) -> bool:
-        """Load a checkpoint into this (empty) index; False, with a warning if it was damaged, when there is none
-        to use."""
+    def _restore(self, path: Path) -> None:
+        """Load a checkpoint into this (empty) index, if there is one; a damaged one is reported, deleted and left
+        out (the index stays empty)."""
         if not path.exists():
-            return False
+            return
         try:
             with np.load(path, allow_pickle=False) as saved:
                 arrays = {name: saved[name] for name in saved.files}
@@ -490,7 +490,7 @@ class LexicalIndex:
         except Exception as error:  # any damage means: read every document file instead
             log.warning("Lexical index checkpoint %s unusable, reading every document file: %s", path, error)
             path.unlink(missing_ok=True)
-            return False
+            return
         with self._lock:
             self._vocabulary = {term: n for n, term in enumerate(state["vocabulary"])}
             self._document_frequency.replace(arrays["document_frequency"])
@@ -511,7 +511,6 @@ class LexicalIndex:
                 self._segments[source] = _Segment(key, rows[n], terms[n], (size, mtime) if size >= 0 else None)
             self._live_rows = len(self._ids)
             self._live_length = int(self._row_length.view.sum())
-        return True
 
     def move_to(self, directory: Path) -> None:
         """Make `directory` this index's home, replacing whatever index was persisted there (after a rebuild

@@ -17,9 +17,9 @@ from __future__ import annotations
 import heapq
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlparse
 
 from index.types import Chunk
@@ -67,6 +67,9 @@ class SentenceHit:
 class ScoredChunk:
     chunk: Chunk
     score: float  # cosine similarity in [-1, 1]
+
+
+_Hit = TypeVar("_Hit", SentenceHit, ScoredChunk)
 
 
 class VectorStore(Protocol):
@@ -294,7 +297,10 @@ class ChromaStore:
         for lo in range(0, len(ids), self._batch):
             part = list(ids[lo : lo + self._batch])
             for partition, chunks in self._chunk_parts.items():
-                got = chunks.get(ids=part, include=["embeddings"])
+                missing = [i for i in part if i not in found]
+                if not missing:
+                    break
+                got = chunks.get(ids=missing, include=["embeddings"])
                 for chunk_id_, vector in zip(got["ids"], got["embeddings"], strict=True):
                     found[chunk_id_] = ChunkVectors([float(x) for x in vector], [])
                 if not sentences or not got["ids"]:
@@ -313,22 +319,23 @@ class ChromaStore:
         self, vector: Sequence[float], k: int, sources: Sequence[str] | None = None, language: str | None = None
     ) -> list[SentenceHit]:
         """The k nearest sentences of `language`'s collection (of every language's when None)."""
-        hits: list[SentenceHit] = []
-        for partition in _searched(language):
+
+        def nearest_in(partition: str) -> list[SentenceHit]:
             sentences = self._sentence_parts[partition]
             if sentences.count() == 0:
-                continue
+                return []
             got = sentences.query(
                 query_embeddings=[list(map(float, vector))],
                 n_results=k,
                 where=_source_filter(sources),
                 include=["distances"],  # the id says the rest; fetching metadata took ~40% of the time
             )
-            hits += [
+            return [
                 SentenceHit(*_parse_sentence_id(sentence_id), 1.0 - float(distance))
                 for sentence_id, distance in zip(got["ids"][0], got["distances"][0], strict=True)
             ]
-        return hits if language else heapq.nlargest(k, hits, key=lambda h: h.score)
+
+        return _nearest(language, k, nearest_in)
 
     def chunks(self, sources: Sequence[str] | None = None) -> list[Chunk]:
         where = _source_filter(sources)
@@ -364,19 +371,20 @@ class ChromaStore:
         self, vector: Sequence[float], k: int, sources: Sequence[str] | None = None, language: str | None = None
     ) -> list[ScoredChunk]:
         """The k nearest chunks of `language`'s collection (of every language's when None)."""
-        hits: list[ScoredChunk] = []
-        for partition in _searched(language):
+
+        def nearest_in(partition: str) -> list[ScoredChunk]:
             if self._chunk_parts[partition].count() == 0:
-                continue
+                return []
             found = self._langchain[partition].similarity_search_by_vector_with_relevance_scores(
                 list(map(float, vector)), k=k, filter=_source_filter(sources)
             )
             # langchain reports cosine *distance* (1 - similarity) for a cosine collection.
-            hits += [
+            return [
                 ScoredChunk(Chunk.from_metadata(doc.id, doc.page_content, doc.metadata), 1.0 - float(distance))
                 for doc, distance in found
             ]
-        return hits if language else heapq.nlargest(k, hits, key=lambda h: h.score)
+
+        return _nearest(language, k, nearest_in)
 
     def count(self) -> int:
         return sum(chunks.count() for chunks in self._chunk_parts.values())
@@ -456,9 +464,15 @@ def _partition(language: str) -> str:
     return language if language in _PARTITIONS else ""
 
 
-def _searched(language: str | None) -> tuple[str, ...]:
-    """The partitions a search looks in: the language's, or all of them when none is given."""
-    return (_partition(language),) if language else _PARTITIONS
+def _nearest(language: str | None, k: int, nearest_in: Callable[[str], list[_Hit]]) -> list[_Hit]:
+    """`nearest_in` the language's partition, or in every partition (no language given) with the k best kept."""
+    if language:
+        return nearest_in(_partition(language))
+    return heapq.nlargest(k, (hit for partition in _PARTITIONS for hit in nearest_in(partition)), key=_score)
+
+
+def _score(hit: SentenceHit | ScoredChunk) -> float:
+    return hit.score
 
 
 def _sentence_metadata(chunk_id_: str, source: str) -> dict[str, Any]:

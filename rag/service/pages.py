@@ -28,7 +28,7 @@ class Pages:
             paged = [c for c in citations if c.page is not None and not c.boxes]
             if paged:
                 unread = sorted({c.source for c in paged} - records.keys())
-                records |= self.components.store.documents(unread) if unread else {}
+                records |= self.components.store.documents(unread)
                 for citation in paged:
                     citation.boxes = self._boxes(citation, records.get(citation.source))
                     if citation.boxes:  # a passage's page is where it starts; the quote can be on the next
