@@ -75,6 +75,20 @@ class AnswerChain:
         """The passages for a self-contained question: translated for the bilingual search, then retrieved."""
         return self._retrieve({"question": question, "standalone": question, "k": k, "sources": sources})["passages"]
 
+    def prepare(
+        self,
+        question: str,
+        *,
+        history: Sequence[dict] = (),
+        k: int,
+        sources: Sequence[str] | None = None,
+        generator: Generator,
+    ) -> dict:
+        """Every step before generation, as an answer takes them: the standalone question, its translations and
+        the passages (`bench/retrieval.py` measures retrieval through this, so it measures what users get)."""
+        state = {"question": question, "k": k, "sources": sources}
+        return self._retrieve(state | {"standalone": self._standalone(question, list(history), generator)})
+
     def _retrieve(self, state: dict) -> dict:
         language = detect_language(state["question"])
         started = time.perf_counter()
@@ -121,8 +135,7 @@ class AnswerChain:
         fallback_reason: str | None = None,
     ) -> Iterator[StreamEvent]:
         started = time.perf_counter()
-        state = {"question": question, "k": k, "sources": sources}
-        state = self._retrieve(state | {"standalone": self._standalone(question, list(history), generator)})
+        state = self.prepare(question, history=history, k=k, sources=sources, generator=generator)
         language: Language = state["language"]
         passages = state["passages"]
         answer = Answer(

@@ -24,6 +24,22 @@ def test_a_chunk_found_by_every_search_outranks_one_found_by_one() -> None:
     assert retriever._fuse(everywhere, "en") > retriever._fuse(dense_first, "en")
 
 
+def test_first_in_two_lists_outranks_tenth_in_all_three() -> None:
+    """The top of a list is strong evidence (RRF's k small beside the 20 candidates a list holds); with the usual
+    k = 60 the lists were nearly flat and a passage every list found mediocre won."""
+    retriever = HybridRetriever(store=None, lexical=lambda: None, embed_query=lambda _: [])  # type: ignore[arg-type]
+    top_twice = _Candidate(_chunk("a.txt", "a"), dense_rank=1, lexical_rank=1)
+    mediocre_everywhere = _Candidate(_chunk("b.txt", "b"), dense_rank=10, sentence_rank=10, lexical_rank=10)
+    assert retriever._fuse(top_twice, "en") > retriever._fuse(mediocre_everywhere, "en")
+    flat = HybridRetriever(
+        store=None,  # type: ignore[arg-type]
+        lexical=lambda: None,  # type: ignore[arg-type]
+        embed_query=lambda _: [],
+        weights=FusionWeights(rrf_k=60),
+    )
+    assert flat._fuse(top_twice, "en") < flat._fuse(mediocre_everywhere, "en")  # what the test guards against
+
+
 def test_a_word_match_counts_less_when_the_passage_is_in_the_other_language() -> None:
     retriever = HybridRetriever(store=None, lexical=lambda: None, embed_query=lambda _: [])  # type: ignore[arg-type]
     french = _Candidate(_chunk("fr.txt", "x", language="fr"), lexical_rank=1)

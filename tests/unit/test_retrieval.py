@@ -191,6 +191,7 @@ def test_with_a_translation_the_answer_in_the_other_language_is_ranked_by_its_ow
 
 def test_with_a_translation_a_word_match_counts_only_in_the_query_s_own_language():
     retriever = translated_retriever(FusionWeights(candidates=1))
+    k = retriever.weights.rrf_k
     searches = [(ASKED, "en", np.asarray([1.0, 0.0, 0.0])), (TRANSLATED, "fr", np.asarray([0.0, 1.0, 0.0]))]
     for text, language, _ in searches:  # each query's one BM25 hit: the French chunk that repeats its words
         assert [h.chunk_id for h in retriever.lexical().search(text, 1, None, language)] == [WORDY.id]
@@ -198,10 +199,10 @@ def test_with_a_translation_a_word_match_counts_only_in_the_query_s_own_language
     # One dense and one sentence list over both languages; the English query's word match, in French, counts
     # nothing, the French query's counts.
     assert (found[FRENCH.id].dense_rank, found[ENGLISH.id].dense_rank) == (1, 2)
-    assert (found[FRENCH.id].fused, found[ENGLISH.id].fused) == (1 / 61 + 1 / 61, 1 / 62 + 1 / 62)
+    assert (found[FRENCH.id].fused, found[ENGLISH.id].fused) == (2 / (k + 1), 2 / (k + 2))
     # Found by words only: ranked by them, its similarity to the question in its language from its stored vector.
     wordy = found[WORDY.id]
-    assert wordy.dense_rank is None and wordy.sentence_rank is None and wordy.fused == 1 / 61
+    assert wordy.dense_rank is None and wordy.sentence_rank is None and wordy.fused == 1 / (k + 1)
     assert wordy.similarity == pytest.approx(0.3 / 1.09**0.5, abs=1e-6)
 
 
