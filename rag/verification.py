@@ -4,8 +4,9 @@ Embeddings see the topic, not the meaning: "DeepSeek is easy to compare" and "De
 comparable" are close, and so are "Qwen scores 88.5" and a sentence where DeepSeek scores 88.5 beside a Qwen
 figure. `MeaningRules` reads what cosine cannot, in both languages, with reasons a reader can check:
 
-- negation and hedges: the claim and the quote must agree on "not", "never", "hardly", "without", "ne … pas",
-  "difficilement", "sans" (markers of either language are read in either text, so it holds across languages);
+- negation and hedges: the claim and the quote must agree on "not", "never", "hardly", "without" ("in the
+  absence of"), "ne … pas", "difficilement", "sans" (markers of either language are read in either text, so it
+  holds across languages);
 - comparisons: "consumes more energy" and "consomme beaucoup moins d'énergie" point opposite ways;
 - yes/no answers: "Yes, …" is a claim too, and must not state the opposite of what was asked;
 - conditions: a plain "Yes" to a quote that allows it "only if" drops the condition;
@@ -52,8 +53,8 @@ class SimilarityOnly:
 # Markers are matched on folded text (no accents, lower case), in both languages whatever the text's language.
 _NEGATION = re.compile(
     r"\b(?:not|no|never|none|nothing|nobody|neither|nor|without|cannot|unable|impossible|free of|free from|"
-    r"lack|lacks|lacked|lacking|hardly|barely|scarcely|difficult|difficultly|hard to|"
-    r"ne|n'|pas|plus|jamais|rien|aucun|aucune|aucuns|aucunes|sans|ni|guere|personne|"
+    r"lack|lacks|lacked|lacking|absence|absent|hardly|barely|scarcely|difficult|difficultly|hard to|"
+    r"ne|n'|pas|plus|jamais|rien|aucun|aucune|aucuns|aucunes|sans|ni|faute de|a defaut de|guere|personne|"
     r"difficile|difficiles|difficilement|incapable|incapables|a peine)(?=\W|$)"
     r"|n't\b"
 )

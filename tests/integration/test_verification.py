@@ -82,6 +82,12 @@ def test_rules_see_what_similarity_cannot(claim: str, quote: str, question: str)
             "q",
         ),
         ("DeepSeek-V3 scores 88.5 on MMLU.", "On MMLU, DeepSeek-V3 scores 88.5 while Qwen2.5 scores 85.3.", "q"),
+        # "in the absence of" is "without": both texts state the same lack
+        (
+            "Sans décision d'adéquation, un transfert peut reposer sur le consentement explicite.",
+            "In the absence of an adequacy decision, the data subject has explicitly consented to the transfer.",
+            "q",
+        ),
         # a year beside a name dates the statement; it is no figure of that name
         ("France had 8 projects.", "In 2023, France had 8 projects and Germany 5.", "q"),
         (
