@@ -22,7 +22,7 @@ import numpy as np
 
 from index.chunking import split_sentences
 from rag.language import CROSS_LANGUAGE_GAP, Language, detect_language
-from rag.lexical import analyze
+from rag.lexical import analyze, fold
 from rag.schema import Citation, Passage, StreamEvent, Support, UnsupportedSentence
 from rag.verification import SUPPORTED, Check, MeaningRules, Verifier, split_yes_no
 
@@ -274,9 +274,36 @@ def _figure_kinds(text: str) -> dict[str, str]:
     return kinds
 
 
+# A quantity written in words is a figure too ("deux semaines", "four years"): a number word counts as one only
+# before a unit, so that "les deux pays" (both countries) and "one of them" stay words. "One"/"un" are left out:
+# they are also the article and the pronoun.
+_NUMBER_WORDS = {
+    **dict.fromkeys(("two", "deux"), "2"),
+    **dict.fromkeys(("three", "trois"), "3"),
+    **dict.fromkeys(("four", "quatre"), "4"),
+    **dict.fromkeys(("five", "cinq"), "5"),
+    "six": "6",
+    **dict.fromkeys(("seven", "sept"), "7"),
+    **dict.fromkeys(("eight", "huit"), "8"),
+    **dict.fromkeys(("nine", "neuf"), "9"),
+    **dict.fromkeys(("ten", "dix"), "10"),
+    **dict.fromkeys(("eleven", "onze"), "11"),
+    **dict.fromkeys(("twelve", "douze"), "12"),
+    **dict.fromkeys(("twenty", "vingt"), "20"),
+    **dict.fromkeys(("thirty", "trente"), "30"),
+}
+_UNITS = (
+    r"seconds?|secondes?|minutes?|hours?|heures?|days?|jours?|weeks?|semaines?|months?|mois|years?|ans|annees?|"
+    r"decades?|decennies?|centur(?:y|ies)|siecles?|times|fois|percent|pour\s*cent|"
+    r"millions?|milliards?|billions?|trillions?"
+)
+_SPELLED_QUANTITY = re.compile(rf"\b({'|'.join(_NUMBER_WORDS)})\s+(?:{_UNITS})\b")
+
+
 def _numbers(text: str) -> set[str]:
-    """Figures in a text, folded."""
-    return {_fold_figure(match) for match in _NUMBER.findall(text)}
+    """Figures in a text, folded, the quantities written in words included."""
+    spelled = {_NUMBER_WORDS[word] for word in _SPELLED_QUANTITY.findall(fold(text))}
+    return {_fold_figure(match) for match in _NUMBER.findall(text)} | spelled
 
 
 def _display_number(text: str, folded: str) -> str:

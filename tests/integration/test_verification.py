@@ -285,3 +285,31 @@ def test_names_and_years_the_passages_or_question_state_pass(embedder, sentence,
 def test_grounded_names_are_versioned_names_and_camelcase_names_the_question_lacks() -> None:
     names = grounded_names("DeepSeek-V3 and OpenAI's GPT-4o beat Qwen2.5 on MMLU.", "Does DeepSeek beat Qwen?")
     assert names == {"v3": "V3", "openai": "OpenAI", "qwen2.5": "Qwen2.5"}  # "GPT-4o": "4o" is a figure's
+
+
+REVIEW = passage(
+    1,
+    "g1",
+    "gdpr.txt",
+    "en",
+    "The implementing act shall provide for a mechanism for a periodic review, at least every "
+    "four years, which shall take into account all relevant developments in the third country.",
+)
+
+
+@pytest.mark.parametrize(
+    ("sentence", "supported"),
+    [
+        ("Les décisions sont réexaminées au moins tous les quatre ans.", True),
+        ("Les décisions sont réexaminées au moins tous les deux ans.", False),
+        ("The decisions are reviewed at least every two years.", False),
+    ],
+)
+def test_a_quantity_written_in_words_is_a_figure(embedder, sentence: str, supported: bool) -> None:
+    """ "deux ans" is a figure the passage must state, as "2 ans" would be; "quatre ans" states its "four years"."""
+    sentences = build_passage_sentences(embedder, [REVIEW])
+    question = "Tous les combien ces décisions sont-elles réexaminées ?"
+    attribution = Attributor(embedder, sentences, question=question, language="fr").attribute(sentence)
+    assert attribution.supported is supported
+    if not supported:
+        assert attribution.check.reason == "a figure no passage states"
