@@ -1,7 +1,7 @@
-"""The retrieval ablation bench as a reader runs it (`bench/retrieval.py`), on a small real index: it went through
-the answer chain's own retrieval step and broke silently once when that step was rewritten, so it is run here.
-The article alone is indexed and question translation is off (it would load the local model for each English
-question), so every variant runs and the article's questions find their evidence."""
+"""The benches that go through the answer chain, as a reader runs them, on a small real index: the retrieval
+ablation (`bench/retrieval.py`) broke silently once when the chain's retrieval step was rewritten, so both it and
+the re-verification of a saved run (`bench/reverify.py`) are run here. The article alone is indexed and question
+translation is off (it would load the local model for each English question)."""
 
 from __future__ import annotations
 
@@ -11,20 +11,28 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from harness import MODELS_DIR, REPO
 
 ARTICLE = REPO / "corpus" / "deepseek_article_fr.txt"
 BENCH = REPO / "bench" / "retrieval.py"
+REVERIFY = REPO / "bench" / "reverify.py"
 
 
-def test_the_bench_measures_every_variant_through_the_chain(tmp_path: Path):
-    data = tmp_path / "data"
+@pytest.fixture(scope="module")
+def article_index(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment of a data dir holding the article indexed with the real e5 model."""
+    data = tmp_path_factory.mktemp("bench") / "data"
     data.mkdir()
     (data / "models").symlink_to(MODELS_DIR, target_is_directory=True)
     env = os.environ | {"HF_HUB_OFFLINE": "1", "RAG_DATA_DIR": str(data), "RAG_QUERY_TRANSLATION": "off"}
     rag = Path(sys.executable).with_name("rag")
     subprocess.run([str(rag), "index", str(ARTICLE)], env=env, check=True, capture_output=True, timeout=600)
+    return env
 
+
+def test_the_bench_measures_every_variant_through_the_chain(article_index: dict[str, str]):
+    env = article_index
     done = subprocess.run(
         [sys.executable, str(BENCH), "--sets", "dev", "--limit", "4", "--json"],
         env=env,
@@ -44,3 +52,46 @@ def test_the_bench_measures_every_variant_through_the_chain(tmp_path: Path):
     # The first dev questions are about the article, the one document indexed: the default finds their evidence.
     assert results[list(results)[-1]]["dev"]["all"]["recall"] >= 0.75
     assert report["latency"]["retrieve ms (+ places for the other language)"]["n"] == 4
+
+
+def test_a_saved_run_is_judged_again_by_todays_checks(article_index: dict[str, str], tmp_path: Path):
+    """A saved answer with an invented year is withheld on re-verification, and a true one stays shown: the bench
+    feeds the saved sentences through the chain's real attribution and verifier, not a copy of their verdicts."""
+    saved = {
+        "items": [
+            {
+                "id": "dev-001",
+                "answer": "DeepSeek a été lancé fin janvier 2025. [1]",
+                "refused": False,
+                "correct": True,
+            },
+            {"id": "dev-003", "answer": "DeepSeek a été fondé en 2016 à Pékin. [1]", "refused": False},
+            {"id": "dev-004", "answer": "Les documents ne contiennent pas la réponse.", "refused": True},
+        ]
+    }
+    run = tmp_path / "run.json"
+    run.write_text(json.dumps(saved), encoding="utf-8")
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REVERIFY),
+            str(run),
+            "--items",
+            str(REPO.parent / "shared" / "eval" / "dev.jsonl"),
+            "--show",
+            "--json",
+        ],
+        env=article_index,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    report = json.loads(done.stdout)
+    assert report["replayed"] == 2  # the refusal the model wrote itself has nothing to re-verify
+    assert report["changed"] == {"uncategorised: wrong -> refused": 1}
+    (detail,) = report["details"]
+    assert (
+        detail["id"] == "dev-003" and detail["withheld"][0][2] == "a year neither the passages nor the question state"
+    )
