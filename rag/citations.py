@@ -321,6 +321,22 @@ def is_refusal(text: str) -> bool:
     return bool(_REFUSAL.search(text))
 
 
+_DOCUMENTS = re.compile(r"\b(?:passages?|documents?|articles?|texts?|textes?|sources?|extraits?|excerpts?)\b", re.I)
+
+
+def says_documents_are_silent(sentence: str) -> bool:
+    """A sentence about what the documents do not say ("No, the passages do not say that X", "Les documents ne
+    contiennent pas la réponse"): the model's refusal, never a claim about the world, even when X reads like a
+    passage (a negative claim about the world, "the regulation does not provide for it", names no document)."""
+    return is_refusal(sentence) and bool(_DOCUMENTS.search(sentence))
+
+
+def bare_yes_no(sentence: str) -> bool:
+    """A sentence that is only "Yes." / "Non." : it says nothing until the sentence after it says what."""
+    answer, rest = split_yes_no(sentence)
+    return answer is not None and not analyze(rest)
+
+
 # Long passage sentences are also compared clause by clause: an answer often restates one clause of a
 # 250-character sentence, and the whole sentence's vector dilutes it.
 _CLAUSE_BREAK = re.compile(r"\s*(?:[,;:]|\s[–—-])\s+")
@@ -641,6 +657,7 @@ class CitationStreamer:
         self._output: list[str] = []
         self._unsupported: list[UnsupportedSentence] = []
         self._any_supported = False
+        self._pending_yes_no = ""  # a bare "Yes." held back until the sentence after it is verified
 
     def feed(self, token: str) -> Iterator[StreamEvent]:
         self._raw += token
@@ -691,9 +708,19 @@ class CitationStreamer:
     def _close_sentence(self, cleaned: str, start: int, end: int) -> Iterator[StreamEvent]:
         sentence = cleaned[start:end]
         _, hinted = strip_markers(self._raw_segment_for(sentence))
-        attribution = self.attributor.attribute(sentence, hinted)
         self._done_upto = end
         separator = cleaned[self._emitted_upto : start] if self._emitted_upto < start else ""
+        if self.drop_unsupported:
+            # Only verified text goes out: the model's "the passages do not say" is no claim and never shown once
+            # it has said something, and a bare "Yes." goes out with the sentence that says what, or not at all.
+            pending, self._pending_yes_no = self._pending_yes_no, ""
+            if says_documents_are_silent(sentence) or bare_yes_no(sentence):
+                self._pending_yes_no = sentence if bare_yes_no(sentence) else ""
+                self._emitted_upto = end
+                return
+            if pending:
+                separator, sentence = separator or " ", f"{pending} {sentence}"
+        attribution = self.attributor.attribute(sentence, hinted)
         if not attribution.supported:
             withheld = UnsupportedSentence(
                 text=sentence, verdict=attribution.check.verdict, reason=attribution.check.reason

@@ -17,6 +17,7 @@ from rag.citations import (
     is_refusal,
     strip_markers,
 )
+from rag.evaluation import claims_beside_refusal
 from rag.generation import ChatGenerator, Excerpt, GenerationRequest
 from rag.schema import Passage
 
@@ -157,6 +158,46 @@ def test_a_verified_claim_is_never_followed_by_the_models_refusal(passages, embe
     assert not result.refused and not is_refusal(result.text) and streamed_text(events) == result.text
     assert result.text.startswith("L'Italie a interdit DeepSeek le 30 janvier.") and result.citations
     assert result.unsupported == []  # "the documents don't say" is no claim to list
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        f"Non. {REFUSAL}",  # a bare "No" is no claim until a sentence says what: with a refusal, it is none
+        "Non, les passages ne disent pas que l'Italie a interdit DeepSeek le 30 janvier.",  # reads like passage 1
+        "No. The documents do not say that Italy banned DeepSeek on 30 January.",
+    ],
+)
+def test_no_followed_by_the_documents_silence_is_a_refusal_and_nothing_else(passages, embedder, answer):
+    """A small model asked for yes or no first answers "No, the passages do not say X": the user must read a
+    refusal, not a "No" beside it, nor X with a citation under it (X is what passage 1 states)."""
+    result, events = run_fake_model(answer, passages, embedder, drop_unsupported=True)
+    assert result.refused and result.text == REFUSAL and streamed_text(events) == REFUSAL
+    assert result.citations == [] and result.unsupported == []
+    assert not claims_beside_refusal(result.text)
+
+
+def test_the_documents_silence_is_no_claim_even_beside_a_passage_that_negates_too(embedder):
+    """Both sides negate, so the negation rule sees no opposition and similarity alone would cite the passage under
+    "the passages do not say that …": it is the model's refusal, shown as one."""
+    optimisation = passage(1, "L'optimisation n'éliminera pas la nécessité de créer de nouveaux LLM.", "article.txt")
+    answer = "Non. Les passages ne disent pas que l'optimisation éliminera la nécessité de créer de nouveaux LLM."
+    result, events = run_fake_model(answer, [optimisation], embedder, drop_unsupported=True)
+    assert result.refused and result.text == REFUSAL and streamed_text(events) == REFUSAL
+
+
+def test_a_bare_yes_goes_out_with_the_sentence_that_says_what(passages, embedder):
+    answer = "Oui. L'Italie a interdit DeepSeek le 30 janvier pour des raisons de transfert de données."
+    result, events = run_fake_model(answer, passages, embedder, drop_unsupported=True)
+    assert not result.refused and streamed_text(events) == result.text
+    assert result.text == f"{answer} [1]" and len(result.citations) == 1
+
+
+def test_a_bare_yes_before_a_withheld_claim_is_withheld_with_it(passages, embedder):
+    invented = "L'autorité italienne a infligé une amende de 15 millions d'euros."
+    result, events = run_fake_model(f"Oui. {invented}", passages, embedder, drop_unsupported=True)
+    assert result.refused and result.text == REFUSAL and streamed_text(events) == REFUSAL
+    assert [s.text for s in result.unsupported] == [f"Oui. {invented}"]
 
 
 def test_strip_markers_reads_hints():
