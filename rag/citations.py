@@ -658,6 +658,7 @@ class CitationStreamer:
         self._unsupported: list[UnsupportedSentence] = []
         self._any_supported = False
         self._pending_yes_no = ""  # a bare "Yes." held back until the sentence after it is verified
+        self._held = ""  # fragments too short to verify ("C'est vrai."), sent before the next verified sentence
 
     def feed(self, token: str) -> Iterator[StreamEvent]:
         self._raw += token
@@ -665,6 +666,9 @@ class CitationStreamer:
 
     def finish(self) -> Iterator[StreamEvent]:
         yield from self._advance(final=True)
+        if self._held and self._any_supported:  # short fragments after the last verified sentence
+            yield self._emit(self._held)
+        self._held = ""
         text = "".join(self._output)
         if not self._any_supported and not is_refusal(text):
             # Nothing the model said is backed by a passage: say plainly that the documents don't say.
@@ -721,6 +725,11 @@ class CitationStreamer:
             if pending:
                 separator, sentence = separator or " ", f"{pending} {sentence}"
         attribution = self.attributor.attribute(sentence, hinted)
+        if self.drop_unsupported and attribution.supported and not attribution.citations:
+            # Too short to verify: it goes out with verified text, never alone and never before a refusal.
+            self._held += (separator if self._output or self._held else "") + sentence
+            self._emitted_upto = end
+            return
         if not attribution.supported:
             withheld = UnsupportedSentence(
                 text=sentence, verdict=attribution.check.verdict, reason=attribution.check.reason
@@ -732,9 +741,11 @@ class CitationStreamer:
                 return
             self._unsupported.append(withheld)
         if self.drop_unsupported:
-            # Nothing of this sentence went out yet: send it whole, with the separator before it.
-            prefix = separator if self._output else ""
-            yield self._emit(prefix + sentence)
+            # Nothing of this sentence went out yet: send it whole, with the separator before it (and the short
+            # fragments held before it).
+            prefix = separator if self._output or self._held else ""
+            held, self._held = self._held, ""
+            yield self._emit(held + prefix + sentence)
         elif end > self._emitted_upto:
             yield self._emit(cleaned[self._emitted_upto : end])
         self._emitted_upto = end

@@ -164,6 +164,7 @@ def test_a_verified_claim_is_never_followed_by_the_models_refusal(passages, embe
     "answer",
     [
         f"Non. {REFUSAL}",  # a bare "No" is no claim until a sentence says what: with a refusal, it is none
+        f"C'est exact. {REFUSAL}",  # a fragment too short to verify goes out only beside verified text
         "Non, les passages ne disent pas que l'Italie a interdit DeepSeek le 30 janvier.",  # reads like passage 1
         "No. The documents do not say that Italy banned DeepSeek on 30 January.",
     ],
@@ -191,6 +192,12 @@ def test_a_bare_yes_goes_out_with_the_sentence_that_says_what(passages, embedder
     result, events = run_fake_model(answer, passages, embedder, drop_unsupported=True)
     assert not result.refused and streamed_text(events) == result.text
     assert result.text == f"{answer} [1]" and len(result.citations) == 1
+
+
+def test_a_fragment_too_short_to_verify_goes_out_with_verified_text(passages, embedder):
+    answer = "C'est exact. L'Italie a interdit DeepSeek le 30 janvier pour des raisons de transfert de données."
+    result, events = run_fake_model(answer, passages, embedder, drop_unsupported=True)
+    assert not result.refused and streamed_text(events) == result.text == f"{answer} [1]"
 
 
 def test_a_bare_yes_before_a_withheld_claim_is_withheld_with_it(passages, embedder):
