@@ -31,10 +31,10 @@ def article_index(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return env
 
 
-def test_the_bench_measures_every_variant_through_the_chain(article_index: dict[str, str]):
-    env = article_index
+def run_bench(script: Path, *args: str, env: dict[str, str]) -> dict:
+    """A bench run as a reader runs it; its --json report."""
     done = subprocess.run(
-        [sys.executable, str(BENCH), "--sets", "dev", "--limit", "4", "--json"],
+        [sys.executable, str(script), *args, "--json"],
         env=env,
         capture_output=True,
         text=True,
@@ -42,7 +42,11 @@ def test_the_bench_measures_every_variant_through_the_chain(article_index: dict[
         check=False,
     )
     assert done.returncode == 0, done.stderr[-4000:]
-    report = json.loads(done.stdout)
+    return json.loads(done.stdout)
+
+
+def test_the_bench_measures_every_variant_through_the_chain(article_index: dict[str, str]):
+    report = run_bench(BENCH, "--sets", "dev", "--limit", "4", env=article_index)
     results = report["results"]
     assert len(results) == 9 and list(results)[-1].endswith("default)")
     for variant in results.values():
@@ -71,24 +75,8 @@ def test_a_saved_run_is_judged_again_by_todays_checks(article_index: dict[str, s
     }
     run = tmp_path / "run.json"
     run.write_text(json.dumps(saved), encoding="utf-8")
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(REVERIFY),
-            str(run),
-            "--items",
-            str(REPO.parent / "shared" / "eval" / "dev.jsonl"),
-            "--show",
-            "--json",
-        ],
-        env=article_index,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    report = json.loads(done.stdout)
+    dev = REPO.parent / "shared" / "eval" / "dev.jsonl"
+    report = run_bench(REVERIFY, str(run), "--items", str(dev), "--show", env=article_index)
     assert report["replayed"] == 2  # the refusal the model wrote itself has nothing to re-verify
     assert report["changed"] == {"uncategorised: wrong -> refused": 1}
     (detail,) = report["details"]
