@@ -23,9 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from index.chunking import split_sentences  # noqa: E402
-from rag.citations import strip_markers  # noqa: E402
-from rag.evaluation import EvalItem, load_items, score_item  # noqa: E402
+from rag.evaluation import EvalItem, answer_sentences, load_items, score_item  # noqa: E402
 from rag.generation import GenerationRequest  # noqa: E402
 from rag.schema import Answer  # noqa: E402
 from rag.service import RagService  # noqa: E402
@@ -49,8 +47,7 @@ class SavedSentences:
 def model_sentences(saved: dict) -> list[str]:
     """What the model wrote in a saved answer: its shown sentences (citation marks removed) and its withheld ones;
     nothing for an answer the model refused itself."""
-    text, _ = strip_markers(saved["answer"])
-    shown = [] if saved["refused"] else [text[a:b] for a, b in split_sentences(text)]
+    shown = [] if saved["refused"] else answer_sentences(saved["answer"])
     return shown + [withheld["text"] for withheld in saved.get("unsupported", [])]
 
 
@@ -80,7 +77,7 @@ def reverify(service: RagService, items: dict[str, EvalItem], run: dict) -> dict
             if event.type == "final":
                 answer = event.answer
         assert answer is not None
-        scored = score_item(item, answer) | {"refused": answer.refused}
+        scored = score_item(item, answer)
         for key in TOTALS:
             before[key] += float(saved.get(key) or 0)
             after[key] += float(scored.get(key) or 0)

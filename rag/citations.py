@@ -42,9 +42,10 @@ _REFUSAL = re.compile(
 # A reporting frame ("According to the article, ...", "Le passage 2 indique que ...") says where a claim comes
 # from, not what it claims: it is left out when the claim is compared with the passages (its words and numbers
 # would only blur the comparison).
+_DOCUMENT_KINDS = r"article|passage|document|text|texte|extrait|source"  # what a model calls what it was shown
 _DOCUMENT_NOUN = (
     r"(?:the |this |these |le |la |les |l['’]|ce |cet |cette |ces )?(?:\w+ )?"  # "the French article"
-    r"(?:article|passage|document|text|texte|extrait|source)s?(?:\s+\d+(?:\s*(?:,|and|et)\s*\d+)*)?"
+    rf"(?:{_DOCUMENT_KINDS})s?(?:\s+\d+(?:\s*(?:,|and|et)\s*\d+)*)?"
 )
 _REPORTING_VERB = (
     r"(?:states?|says?|mentions?|indicates?|explains?|shows?|notes?|reports?|"
@@ -321,7 +322,7 @@ def is_refusal(text: str) -> bool:
     return bool(_REFUSAL.search(text))
 
 
-_DOCUMENTS = re.compile(r"\b(?:passages?|documents?|articles?|texts?|textes?|sources?|extraits?|excerpts?)\b", re.I)
+_DOCUMENTS = re.compile(rf"\b(?:{_DOCUMENT_KINDS}|excerpt)s?\b", re.IGNORECASE)
 
 
 def says_documents_are_silent(sentence: str) -> bool:
@@ -718,8 +719,9 @@ class CitationStreamer:
             # Only verified text goes out: the model's "the passages do not say" is no claim and never shown once
             # it has said something, and a bare "Yes." goes out with the sentence that says what, or not at all.
             pending, self._pending_yes_no = self._pending_yes_no, ""
-            if says_documents_are_silent(sentence) or bare_yes_no(sentence):
-                self._pending_yes_no = sentence if bare_yes_no(sentence) else ""
+            bare = bare_yes_no(sentence)
+            if bare or says_documents_are_silent(sentence):
+                self._pending_yes_no = sentence if bare else ""
                 self._emitted_upto = end
                 return
             if pending:

@@ -139,12 +139,16 @@ def key_terms(text: str) -> set[str]:
     return set(analyze(text))
 
 
+def answer_sentences(text: str) -> list[str]:
+    """The sentences of an answer as a reader reads them, without the citation marks."""
+    cleaned, _ = strip_markers(text)
+    return [cleaned[a:b] for a, b in split_sentences(cleaned)]
+
+
 def claims_beside_refusal(text: str) -> bool:
     """True for an answer that says something and also that the documents don't say it ("… low cost. The
     documents do not contain the answer."): the user cannot tell which half to believe."""
-    cleaned, _ = strip_markers(text)
-    sentences = [cleaned[a:b] for a, b in split_sentences(cleaned)]
-    refusals = [is_refusal(sentence) for sentence in sentences if analyze(sentence)]
+    refusals = [is_refusal(sentence) for sentence in answer_sentences(text) if analyze(sentence)]
     return any(refusals) and not all(refusals)
 
 
