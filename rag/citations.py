@@ -198,6 +198,7 @@ class SentenceAttribution:
 _NO_PASSAGE = Check("not_supported")
 _INVENTED_FIGURE = Check("not_supported", "a figure no passage states")
 _INVENTED_YEAR = Check("not_supported", "a year neither the passages nor the question state")
+_OTHER_MEASURE = Check("not_supported", "a figure the passages give only for something else")
 
 
 # Names that read the same in French and English, so a passage can be asked to state them whatever its language:
@@ -298,13 +299,37 @@ _UNITS = (
     r"decades?|decennies?|centur(?:y|ies)|siecles?|times|fois|percent|pour\s*cent|"
     r"millions?|milliards?|billions?|trillions?"
 )
-_SPELLED_QUANTITY = re.compile(rf"\b({'|'.join(_NUMBER_WORDS)})\s+(?:{_UNITS})\b")
+_SPELLED_QUANTITY = re.compile(rf"\b({'|'.join(_NUMBER_WORDS)})\s+({_UNITS})\b")
+
+# What a figure measures, read from the unit after it, in either language (folded): "7 jours" and "seven days"
+# are one quantity, "7B" (seven billion parameters) another. The scales of `_SCALES` count as units too.
+_TIME_UNITS = {
+    "second": ("second", "seconds", "seconde", "secondes"),
+    "minute": ("minute", "minutes"),
+    "hour": ("hour", "hours", "heure", "heures"),
+    "day": ("day", "days", "jour", "jours"),
+    "week": ("week", "weeks", "semaine", "semaines"),
+    "month": ("month", "months", "mois"),
+    "year": ("year", "years", "an", "ans", "annee", "annees"),
+}
+_MEASURES = _SCALES | {word: unit for unit, words in _TIME_UNITS.items() for word in words}
 
 
 def _numbers(text: str) -> set[str]:
     """Figures in a text, folded, the quantities written in words included."""
-    spelled = {_NUMBER_WORDS[word] for word in _SPELLED_QUANTITY.findall(fold(text))}
+    spelled = {_NUMBER_WORDS[word] for word, _ in _SPELLED_QUANTITY.findall(fold(text))}
     return {_fold_figure(match) for match in _NUMBER.findall(text)} | spelled
+
+
+def _figure_measures(text: str) -> dict[str, set[str | None]]:
+    """Each figure of a text (folded, spelled quantities included) with what each of its occurrences measures
+    (`_MEASURES`; None where no unit is read after it: "7 à 10 jours", "Table 7")."""
+    measures: dict[str, set[str | None]] = {}
+    for value, word in _FIGURE_KIND.findall(fold(text)):
+        measures.setdefault(_fold_figure(value), set()).add(_MEASURES.get(word))
+    for word, unit in _SPELLED_QUANTITY.findall(fold(text)):
+        measures.setdefault(_NUMBER_WORDS[word], set()).add(_MEASURES.get(unit.split()[0]))
+    return measures
 
 
 def _display_number(text: str, folded: str) -> str:
@@ -408,6 +433,10 @@ class Attributor:
         self.passages = [item.passage for item in self._sentences]
         self._passage_numbers = [_numbers(p.text) for p in self.passages]
         self._context_numbers = set().union(*self._passage_numbers)
+        self._context_measures: dict[str, set[str | None]] = {}
+        for passage in self.passages:
+            for figure, measures in _figure_measures(passage.text).items():
+                self._context_measures.setdefault(figure, set()).update(measures)
         self._known_years = self._context_numbers | _numbers(question)  # a year stated somewhere, not invented
         # What each passage names, with where it comes from (a report's title names the model its text calls "we").
         self._passage_names = [
@@ -446,7 +475,7 @@ class Attributor:
         checked = _PROMPT_REFERENCE.sub(" ", claim)  # what the figure rules and the verifier read
         numbers = _numbers(checked)
         figures = {n for n in numbers if not _YEAR.fullmatch(n)}
-        invented = self._invented_number(numbers, figures)
+        invented = self._invented_number(numbers, figures) or self._other_measure(checked, figures)
         if invented is not None:
             return SentenceAttribution(sentence, supported=False, check=invented)
         answer_tokens = set(words)
@@ -484,6 +513,17 @@ class Attributor:
             # A year may come from another passage than the one cited (dating a passage's event from another
             # passage is the model's most common inference), but not from nowhere.
             return _INVENTED_YEAR
+        return None
+
+    def _other_measure(self, checked: str, figures: set[str]) -> Check | None:
+        """A figure the claim gives with a unit ("7 jours") that the passages state only with other units ("7B",
+        seven billion parameters): the same digits, another quantity. A passage stating the figure with no unit
+        after it ("de 7 à 10 jours") lets it through: the unit may be further on."""
+        for figure, measures in _figure_measures(checked).items():
+            claimed = measures - {None}
+            stated = self._context_measures.get(figure, set())
+            if figure in figures and claimed and None not in stated and not claimed <= stated:
+                return _OTHER_MEASURE
         return None
 
     def _alike(

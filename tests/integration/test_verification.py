@@ -313,3 +313,36 @@ def test_a_quantity_written_in_words_is_a_figure(embedder, sentence: str, suppor
     assert attribution.supported is supported
     if not supported:
         assert attribution.check.reason == "a figure no passage states"
+
+
+RELEASE = passage(
+    1,
+    "r1",
+    "r1.md",
+    "en",
+    "We open-source DeepSeek-R1 and six dense models (1.5B, 7B, 8B, 14B, 32B, 70B) distilled from it; "
+    "the reinforcement learning of R1-Zero ran for 8 days on the cluster.",
+)
+
+
+@pytest.mark.parametrize(
+    ("sentence", "supported"),
+    [
+        # the passage's "7" counts billions of parameters, not days
+        ("L'entraînement par renforcement de R1-Zero a duré 7 jours.", False),
+        ("The reinforcement learning of R1-Zero ran for 7 days.", False),
+        # the same figures with their own units, in either language, digits or words
+        ("L'entraînement par renforcement de R1-Zero a duré 8 jours.", True),
+        ("The reinforcement learning of R1-Zero ran for eight days.", True),
+        ("DeepSeek a publié six modèles denses distillés de R1, dont un de 7B.", True),
+        ("DeepSeek open-sourced six dense models distilled from R1, one of them with 7 billion parameters.", True),
+    ],
+)
+def test_a_figure_must_measure_what_the_passage_measures(embedder, sentence: str, supported: bool) -> None:
+    sentences = build_passage_sentences(embedder, [RELEASE])
+    attribution = Attributor(embedder, sentences, question="How long did R1-Zero's RL training last?").attribute(
+        sentence
+    )
+    assert attribution.supported is supported, attribution.check
+    if not supported:
+        assert attribution.check.reason == "a figure the passages give only for something else"
