@@ -199,6 +199,7 @@ _NO_PASSAGE = Check("not_supported")
 _INVENTED_FIGURE = Check("not_supported", "a figure no passage states")
 _INVENTED_YEAR = Check("not_supported", "a year neither the passages nor the question state")
 _OTHER_MEASURE = Check("not_supported", "a figure the passages give only for something else")
+_A_QUESTION = Check("not_supported", "a question, not an answer")
 
 
 # Names that read the same in French and English, so a passage can be asked to state them whatever its language:
@@ -472,6 +473,9 @@ class Attributor:
         words = analyze(claim)
         if len(claim.split()) < self.config.min_words or not words or not self._sentences:
             return SentenceAttribution(sentence, supported=True)
+        if sentence.rstrip().endswith("?"):
+            # A question states nothing a passage could support ("Oui, suffit-il d'optimiser … ?" echoes the user's).
+            return SentenceAttribution(sentence, supported=False, check=_A_QUESTION)
         checked = _PROMPT_REFERENCE.sub(" ", claim)  # what the figure rules and the verifier read
         numbers = _numbers(checked)
         figures = {n for n in numbers if not _YEAR.fullmatch(n)}

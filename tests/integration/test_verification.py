@@ -346,3 +346,17 @@ def test_a_figure_must_measure_what_the_passage_measures(embedder, sentence: str
     assert attribution.supported is supported, attribution.check
     if not supported:
         assert attribution.check.reason == "a figure the passages give only for something else"
+
+
+def test_a_question_in_the_answer_is_no_claim(embedder) -> None:
+    """The small model sometimes answers with the user's question behind a "Yes": it reads exactly like the passage
+    and states nothing."""
+    question = "Does DeepSeek assume a leasing cost of $2 per hour for one H800 GPU?"
+    echoed = attribution_of(
+        embedder, "Yes, does DeepSeek assume a leasing cost of $2 per hour for one H800 GPU ?", question
+    )
+    assert not echoed.supported and echoed.check.reason == "a question, not an answer"
+    answered = attribution_of(
+        embedder, "Yes, DeepSeek assumes a leasing cost of $2 per hour for one H800 GPU.", question
+    )
+    assert answered.supported and answered.citations
