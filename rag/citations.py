@@ -13,6 +13,7 @@ text, once finished, is exactly the final answer text.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -208,11 +209,24 @@ _A_QUESTION = Check("not_supported", "a question, not an answer")
 _NAME_PIECE = re.compile(r"[^\W_]+(?:\.\d+)*")
 _VERSIONED = re.compile(r"[^\W\d_][^\W_]*\d")
 _CAMEL = re.compile(r"[a-z][A-Z]")
+_HYPHENATED = re.compile(r"[^\W_]+(?:\.\d+)*(?:-[^\W_]+(?:\.\d+)*)+")  # "DeepSeek-R1-Zero", "Qwen2.5-Math-7B"
 
 
 def name_pieces(text: str) -> set[str]:
-    """The text's pieces, lower-cased, as `grounded_names` compares them."""
-    return {piece.lower() for piece in _NAME_PIECE.findall(text)}
+    """The text's pieces, lower-cased, as `grounded_names` compares them, and the compounds that a versioned
+    name makes with the capitalised word after it ("R1 Zero" and "R1-Zero" both give "r1-zero")."""
+    pieces = _NAME_PIECE.findall(text)
+    compounds = {_compound(a, b) for a, b in itertools.pairwise(pieces) if _is_model_suffix(a, b)}
+    return {piece.lower() for piece in pieces} | compounds
+
+
+def _is_model_suffix(piece: str, after: str) -> bool:
+    """Whether `after` names a variant of the versioned name `piece` ("Zero" after "R1", "Lite" after "V2")."""
+    return bool(_VERSIONED.match(piece)) and after.isalpha() and after[0].isupper()
+
+
+def _compound(piece: str, after: str) -> str:
+    return f"{piece.lower()}-{after.lower()}"
 
 
 def grounded_names(claim: str, question: str) -> dict[str, str]:
@@ -226,6 +240,11 @@ def grounded_names(claim: str, question: str) -> dict[str, str]:
         lowered = piece.lower()
         if _VERSIONED.match(piece) or (_CAMEL.search(piece) and lowered not in asked):
             names[lowered] = piece
+    # A variant is another model: "DeepSeek-R1-Zero reaches 1444" is not what a passage on DeepSeek-R1 says.
+    for match in _HYPHENATED.finditer(claim):
+        for piece, after in itertools.pairwise(match.group(0).split("-")):
+            if _is_model_suffix(piece, after):
+                names[_compound(piece, after)] = f"{piece}-{after}"
     return names
 
 
@@ -320,6 +339,11 @@ def _numbers(text: str) -> set[str]:
     """Figures in a text, folded, the quantities written in words included."""
     spelled = {_NUMBER_WORDS[word] for word, _ in _SPELLED_QUANTITY.findall(fold(text))}
     return {_fold_figure(match) for match in _NUMBER.findall(text)} | spelled
+
+
+def _years(text: str) -> set[str]:
+    """The years of a text: four digits written alone ("2024"); "2,029" (an Elo rating) is a figure."""
+    return {match for match in _NUMBER.findall(text) if _YEAR.fullmatch(match)}
 
 
 def _figure_measures(text: str) -> dict[str, set[str | None]]:
@@ -478,7 +502,7 @@ class Attributor:
             return SentenceAttribution(sentence, supported=False, check=_A_QUESTION)
         checked = _PROMPT_REFERENCE.sub(" ", claim)  # what the figure rules and the verifier read
         numbers = _numbers(checked)
-        figures = {n for n in numbers if not _YEAR.fullmatch(n)}
+        figures = numbers - _years(checked)
         invented = self._invented_number(numbers, figures) or self._other_measure(checked, figures)
         if invented is not None:
             return SentenceAttribution(sentence, supported=False, check=invented)

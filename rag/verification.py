@@ -127,12 +127,14 @@ _YES_NO = re.compile(r"^\s*(yes|no|oui|non)\b\s*[,.;:!—–-]?\s*", re.IGNORECA
 
 # A name the claim can bind a figure to: a word with a capital after its first letter or a digit ("MMLU",
 # "DeepSeek-V3", "GPT-4o", "H800"), or a capitalised word inside the sentence ("Qwen", "Mistral").
-_NAME = re.compile(r"\b[A-Za-zÀ-ÿ][\w.-]*(?:[A-Z]|\d)[\w.-]*|(?<=[^.!?]\s)[A-Z][a-zà-ÿ]{2,}")
+_NAME = re.compile(r"\b[A-Za-zÀ-ÿ][\w.-]*(?:[A-Z]|\d)(?:[\w.-]*\w)?|(?<=[^.!?]\s)[A-Z][a-zà-ÿ]{2,}")
 # Digits inside identifiers ("pass@1", "o1-0912", "R1") are part of a name, not a figure.
 _FIGURE = re.compile(r"(?<![\w.,@-])\d+(?:[.,]\d+)?(?![\w@-])")
-# Where one entity's statement ends and another's begins inside a sentence.
+# Where one entity's statement ends and another's begins inside a sentence. A comma between two digits is a
+# thousands separator or a decimal comma ("2,029", "88,5"), inside a figure, not between clauses.
 _CLAUSE = re.compile(
-    r"[;,]|\b(?:while|whereas|but|and|against|compared to|versus|vs\.?|alors que|tandis que|mais|et|contre)\b"
+    r";|(?<!\d),|,(?!\d)"
+    r"|\b(?:while|whereas|but|and|against|compared to|versus|vs\.?|alors que|tandis que|mais|et|contre)\b"
 )
 _YEAR = re.compile(r"(?:19|20)\d\d")
 

@@ -42,6 +42,8 @@ RULES = MeaningRules()
         ),
         # a figure the source gives to another name of the same sentence
         ("Qwen2.5 scores 88.5 on MMLU.", "On MMLU, DeepSeek-V3 scores 88.5 while Qwen2.5 scores 85.3.", "q"),
+        # the same, in French: a decimal comma is inside the figure, a name ends before the full stop
+        ("Sur MMLU, Qwen2.5 obtient 88,5.", "Sur MMLU, DeepSeek-V3 obtient 88,5, contre 85,3 pour Qwen2.5.", "q"),
         # a comparison the source makes the other way, across languages
         (
             "Oui, R1 consomme davantage d'énergie que ses concurrents américains.",
@@ -82,6 +84,12 @@ def test_rules_see_what_similarity_cannot(claim: str, quote: str, question: str)
             "q",
         ),
         ("DeepSeek-V3 scores 88.5 on MMLU.", "On MMLU, DeepSeek-V3 scores 88.5 while Qwen2.5 scores 85.3.", "q"),
+        # a thousands separator is inside the figure, not between two clauses
+        (
+            "DeepSeek-R1 reaches a Codeforces rating of 2,029 Elo.",
+            "DeepSeek-R1 achieves a 2,029 Elo rating on Codeforces.",
+            "q",
+        ),
         # "in the absence of" is "without": both texts state the same lack
         (
             "Sans décision d'adéquation, un transfert peut reposer sur le consentement explicite.",
@@ -360,3 +368,47 @@ def test_a_question_in_the_answer_is_no_claim(embedder) -> None:
         embedder, "Yes, DeepSeek assumes a leasing cost of $2 per hour for one H800 GPU.", question
     )
     assert answered.supported and answered.citations
+
+
+CODEFORCES = passage(1, "c1", "r1_paper.pdf", "en", "DeepSeek-R1 achieves a 2,029 Elo rating on Codeforces.")
+
+
+@pytest.mark.parametrize(
+    ("sentence", "supported"),
+    [
+        ("DeepSeek-R1-Zero reaches a Codeforces rating of 2,029 Elo.", False),  # a variant is another model
+        ("DeepSeek-R1 reaches a Codeforces rating of 2,029 Elo.", True),
+        ("Sur Codeforces, DeepSeek-R1 atteint un classement Elo de 2 029.", True),
+    ],
+)
+def test_a_model_variant_is_another_name(embedder, sentence: str, supported: bool) -> None:
+    sentences = build_passage_sentences(embedder, [CODEFORCES])
+    question = "What Codeforces rating does DeepSeek-R1-Zero reach?"
+    attribution = Attributor(embedder, sentences, question=question).attribute(sentence)
+    assert attribution.supported is supported, attribution.check
+    if not supported:
+        assert attribution.check.reason == "no passage speaks of R1-Zero"
+
+
+def test_variant_names_are_a_versioned_name_and_the_capitalised_word_after_it() -> None:
+    names = grounded_names("Qwen2.5-Math-7B is the base of DeepSeek-R1-Distill-Qwen-7B, a V3-based model.", "")
+    assert names["qwen2.5-math"] == "Qwen2.5-Math" and names["r1-distill"] == "R1-Distill"
+    assert "v3-based" not in names  # an adjective, not a variant
+
+
+def test_a_figure_with_a_thousands_separator_is_no_year(embedder) -> None:
+    """ "2,029" is a rating a passage must state, not a year that may come from any passage: here only the
+    passage on DeepSeek-R1 states it, and it does not speak of R1-Zero."""
+    trajectory = passage(
+        2,
+        "c2",
+        "r1_paper.pdf",
+        "en",
+        "Figure 2 depicts the Codeforces performance trajectory of DeepSeek-R1-Zero throughout the RL training.",
+    )
+    sentences = build_passage_sentences(embedder, [CODEFORCES, trajectory])
+    question = "What Codeforces rating does DeepSeek-R1-Zero reach?"
+    attribution = Attributor(embedder, sentences, question=question).attribute(
+        "DeepSeek-R1-Zero reaches a Codeforces rating of 2,029 Elo."
+    )
+    assert not attribution.supported, attribution.citations
