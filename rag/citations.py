@@ -349,10 +349,11 @@ def _years(text: str) -> set[str]:
 def _figure_measures(text: str) -> dict[str, set[str | None]]:
     """Each figure of a text (folded, spelled quantities included) with what each of its occurrences measures
     (`_MEASURES`; None where no unit is read after it: "7 à 10 jours", "Table 7")."""
+    folded = fold(text)
     measures: dict[str, set[str | None]] = {}
-    for value, word in _FIGURE_KIND.findall(fold(text)):
+    for value, word in _FIGURE_KIND.findall(folded):
         measures.setdefault(_fold_figure(value), set()).add(_MEASURES.get(word))
-    for word, unit in _SPELLED_QUANTITY.findall(fold(text)):
+    for word, unit in _SPELLED_QUANTITY.findall(folded):
         measures.setdefault(_NUMBER_WORDS[word], set()).add(_MEASURES.get(unit.split()[0]))
     return measures
 
