@@ -203,6 +203,11 @@ _OTHER_MEASURE = Check("not_supported", "a figure the passages give only for som
 _A_QUESTION = Check("not_supported", "a question, not an answer")
 
 
+def is_question(sentence: str) -> bool:
+    """A sentence that asks (ends with '?'): it states nothing, whether a model wrote it or a FAQ heading holds it."""
+    return sentence.rstrip().endswith("?")
+
+
 # Names that read the same in French and English, so a passage can be asked to state them whatever its language:
 # versioned names (a word starting with a letter that holds a digit: "H100", "Qwen2.5", the "V3" of "DeepSeek-V3")
 # and CamelCase ones ("DeepSeek", "OpenAI"). Pieces are cut at anything but letters, digits and a version's dot.
@@ -498,7 +503,7 @@ class Attributor:
         words = analyze(claim)
         if len(claim.split()) < self.config.min_words or not words or not self._sentences:
             return SentenceAttribution(sentence, supported=True)
-        if sentence.rstrip().endswith("?"):
+        if is_question(sentence):
             # A question states nothing a passage could support ("Oui, suffit-il d'optimiser … ?" echoes the user's).
             return SentenceAttribution(sentence, supported=False, check=_A_QUESTION)
         checked = _PROMPT_REFERENCE.sub(" ", claim)  # what the figure rules and the verifier read

@@ -19,7 +19,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 
-from rag.citations import PassageSentences, SentenceEncoder, ensure_clauses
+from rag.citations import PassageSentences, SentenceEncoder, ensure_clauses, is_question
 from rag.language import CROSS_LANGUAGE_GAP, LANGUAGE_NAMES, Language
 from rag.lexical import fold
 from rag.schema import Passage
@@ -412,7 +412,7 @@ class ExtractiveGenerator:
             )
             for p, item in ((p, request.sentences[p]) for p in shown)
             for i in range(len(item.spans))
-            if len(item.text(i).split()) >= 4 and not addressed_to_ai(item.text(i))
+            if len(item.text(i).split()) >= 4 and not addressed_to_ai(item.text(i)) and not is_question(item.text(i))
         ]
         candidates.sort(key=lambda c: c[1], reverse=True)
         if candidates and self.switch_margin is not None:

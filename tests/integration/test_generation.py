@@ -270,3 +270,21 @@ def test_extractive_quotes_the_first_ranked_passage_unless_another_is_clearly_mo
     assert clearly_better.startswith("Passage number 2") and "number 1" not in clearly_better, clearly_better
     anywhere = "".join(ExtractiveGenerator(switch_margin=None).stream(_one_sentence_passages([0.90, 0.91])))
     assert anywhere.startswith("Passage number 2") and "Passage number 1" in anywhere  # the old behaviour
+
+
+def test_extractive_never_quotes_a_question_but_the_answer_after_it():
+    """A FAQ heading ("What does the release cost users?") is the sentence most like the question, and no answer."""
+    from rag.citations import PassageSentences
+    from rag.schema import Passage
+
+    heading, answer = "What does the release cost its users?", "The release costs its users nothing at all."
+    text = f"{heading} {answer}"
+    passage = Passage(
+        n=1, chunk_id="c1", source="faq.md", title="", start=0, end=len(text), text=text, score=1.0,
+        similarity=0.85, language="en",
+    )  # fmt: skip
+    spans = [(0, len(heading)), (len(heading) + 1, len(text))]
+    vectors = np.array([[c, (1 - c**2) ** 0.5] for c in (0.97, 0.90)])
+    item = PassageSentences(passage, spans, vectors, [set(), set()])
+    request = GenerationRequest("What does it cost?", "en", [passage], [item], np.array([1.0, 0.0]))
+    assert "".join(ExtractiveGenerator().stream(request)) == answer
