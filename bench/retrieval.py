@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from rag.chain import AnswerChain  # noqa: E402
-from rag.evaluation import EvalItem, load_items, score_item, select_split  # noqa: E402
+from rag.evaluation import EvalItem, evidence_shown, load_items, score_item, select_split  # noqa: E402
 from rag.retrieval import FusionWeights, HybridRetriever  # noqa: E402
 from rag.schema import Answer  # noqa: E402
 from rag.service import RagService  # noqa: E402
@@ -75,21 +75,28 @@ def question_sets(names: list[str], limit: int | None = None) -> dict[str, list[
     return {name: [item for item in sources[name]() if item.answerable][:limit] for name in names}
 
 
-def measure(chain: AnswerChain, items: list[EvalItem], k: int) -> list[dict]:
+def measure(chain: AnswerChain, items: list[EvalItem], k: int, *, prompt: bool = False) -> list[dict]:
+    """Per item: recall@k, reciprocal rank and timings; with `prompt`, also how much of the evidence the
+    passages and then the excerpts the generator is shown hold (`rag.evaluation.evidence_shown`)."""
     extractive = ExtractiveOnly()
     rows = []
     for item in items:
         state = chain.prepare(item.question, history=item.history, k=k, generator=extractive)
         result = score_item(item, Answer(answer="", passages=state["passages"]))
-        rows.append(
-            {
-                "pair": result["language_pair"],
-                "recall": result["recall_at_k"],
-                "rr": result["reciprocal_rank"],
-                "retrieve_ms": state["retrieve_ms"],
-                "translate_ms": state["translate_ms"],
-            }
-        )
+        row = {
+            "pair": result["language_pair"],
+            "recall": result["recall_at_k"],
+            "rr": result["reciprocal_rank"],
+            "retrieve_ms": state["retrieve_ms"],
+            "translate_ms": state["translate_ms"],
+        }
+        if prompt and state["passages"]:
+            request = chain.request(state)
+            row["in_passages"] = evidence_shown(item, [(p.source, p.text) for p in request.passages])
+            row["in_excerpts"] = evidence_shown(
+                item, [(request.passages[e.index].source, e.text) for e in request.excerpts]
+            )
+        rows.append(row)
     return rows
 
 
@@ -109,6 +116,11 @@ def summary(rows: list[dict]) -> dict:
             "n": len(group),
             "recall": round(statistics.fmean(r["recall"] for r in group), 3),
             "mrr": round(statistics.fmean(r["rr"] for r in group), 3),
+            **{
+                key: round(statistics.fmean(r.get(key, 0.0) for r in group), 3)
+                for key in ("in_passages", "in_excerpts")
+                if any(key in r for r in group)
+            },
         }
         for name, group in sorted(groups.items(), key=lambda kv: (kv[0] != "all", kv[0]))
     }
@@ -140,7 +152,7 @@ def main() -> None:
         )
         results[name] = {}
         for set_name, items in sets.items():
-            rows = measure(chain, items, args.k)
+            rows = measure(chain, items, args.k, prompt=name == DEFAULT_VARIANT)
             results[name][set_name] = summary(rows)
             if name in ("+ places for the other language", DEFAULT_VARIANT):  # without and with the translation
                 latency[f"retrieve ms ({name})"] += [r["retrieve_ms"] for r in rows]
@@ -174,6 +186,13 @@ def main() -> None:
                 for p in pairs
             ]
             print(f"| {variant_name} | " + " | ".join(cells) + " |")
+    print(f"\n### evidence reaching the prompt ({DEFAULT_VARIANT})\n")
+    print("Evidence spans with a sentence (4+ words) in the top passages, then in the excerpts the prompt shows.\n")
+    print("| set | in the top passages | in the excerpts |")
+    print("|---|---|---|")
+    for set_name in sets:
+        row = results[DEFAULT_VARIANT][set_name]["all"]
+        print(f"| {set_name} | {row['in_passages']:.3f} | {row['in_excerpts']:.3f} |")
     print("\n### latency (ms)\n")
     for name, t in timing.items():
         print(f"- {name}: p50 {t['p50']:.0f}, p95 {t['p95']:.0f} (n={t['n']})")

@@ -153,7 +153,7 @@ class AnswerChain:
             answer.answer, answer.refused, answer.passages = REFUSALS[language], True, []
             yield StreamEvent(type="token", text=answer.answer)
         else:
-            request = self._request(state)
+            request = self.request(state)
             streamer = self._streamer(request)
             # Generation starts: an empty token says so, so a front end can show that the answer is being checked
             # and an HTTP stream can send its headers now (withholding, the first sentence may come much later).
@@ -173,8 +173,9 @@ class AnswerChain:
         )
         yield StreamEvent(type="final", answer=answer)
 
-    def _request(self, state: dict) -> GenerationRequest:
-        """What the generator is shown: the passages' sentences and the tight excerpts chosen for the question."""
+    def request(self, state: dict) -> GenerationRequest:
+        """What the generator is shown, from `prepare`'s state: the passages' sentences and the tight excerpts
+        chosen for the question (`bench/retrieval.py` measures how much evidence these excerpts keep)."""
         question, language, passages = state["standalone"], state["language"], state["passages"]
         sentences = build_passage_sentences(self.encoder, passages, self.retriever.stored_sentences(passages))
         # The retriever embedded this question a moment ago: the embedder gives it back from its cache.

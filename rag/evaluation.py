@@ -135,6 +135,22 @@ def _covered(source: str, text: str, spans: Sequence[tuple[str, str]]) -> list[b
     return [name == span_source and covers(text, evidence) for span_source, evidence in spans]
 
 
+def evidence_shown(item: EvalItem, shown: Sequence[tuple[str, str]]) -> float:
+    """The share of the item's evidence spans that reach the generator's prompt, given what it shows as (source,
+    text) pairs. A span counts when one of its sentences of four words or more (the whole span when it has none)
+    is covered by text shown from its document: a prompt shows excerpts, so it may hold one sentence of a long
+    span and not the rest, and retrieval can find a passage whose evidence the excerpts then leave out."""
+    spans = item.spans()
+    if not spans:
+        return 0.0
+
+    def reaches(source: str, evidence: str) -> bool:
+        pieces = [evidence[a:b] for a, b in split_sentences(evidence) if len(evidence[a:b].split()) >= 4] or [evidence]
+        return any(Path(where).name == source and covers(text, piece) for where, text in shown for piece in pieces)
+
+    return sum(reaches(source, evidence) for source, evidence in spans) / len(spans)
+
+
 def key_terms(text: str) -> set[str]:
     return set(analyze(text))
 

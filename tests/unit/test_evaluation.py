@@ -18,6 +18,7 @@ from rag.evaluation import (
     bootstrap_intervals,
     claims_beside_refusal,
     evaluate,
+    evidence_shown,
     format_history,
     load_items,
     score_item,
@@ -325,3 +326,15 @@ def test_contradictory_answers_and_withheld_sentences_left_in_the_text_are_count
     ]
     metrics = summarise([score_item(item, answer) for answer in answers])
     assert metrics["contradictory_answers"] == 1 and metrics["unsupported_in_text"] == 1
+
+
+def test_evidence_shown_counts_a_span_whose_sentence_reaches_the_prompt_from_its_own_document() -> None:
+    """An excerpt showing one sentence of a long span shows the evidence; the same words from another document,
+    or a fragment of under four words, do not."""
+    span = "The model was trained on 14.8 trillion tokens. It cost 5.6 million dollars to train."
+    item = EvalItem(
+        id="x-1", question="q?", answer="a", sources=["a.md", "b.md"], evidence=[span, "Paris"], answerable=True
+    )
+    assert evidence_shown(item, [("corpus/a.md", "… It cost 5.6 million dollars to train. Then …")]) == 0.5
+    assert evidence_shown(item, [("corpus/c.md", "It cost 5.6 million dollars to train.")]) == 0.0
+    assert evidence_shown(item, [("a.md", "trained on"), ("b.md", "in Paris")]) == 0.5
