@@ -291,16 +291,6 @@ def _fold_figure(figure: str) -> str:
     return re.sub(r"[ \u00a0\u202f.,]", "", figure)
 
 
-def _figure_kinds(text: str) -> dict[str, str]:
-    """Figures of a text (folded) that say what they count, with that kind."""
-    kinds = {}
-    for value, word in _FIGURE_KIND.findall(text):
-        kind = _SCALES.get((word or "").lower())
-        if kind and not _YEAR.fullmatch(value):
-            kinds[_fold_figure(value)] = kind
-    return kinds
-
-
 # A quantity written in words is a figure too ("deux semaines", "four years"): a number word counts as one only
 # before a unit, so that "les deux pays" (both countries) and "one of them" stay words. "One"/"un" are left out:
 # they are also the article and the pronoun.
@@ -349,6 +339,19 @@ def _numbers(text: str) -> set[str]:
 def _years(text: str) -> set[str]:
     """The years of a text: four digits written alone ("2024"); "2,029" (an Elo rating) is a figure."""
     return {match for match in _NUMBER.findall(text) if _YEAR.fullmatch(match)}
+
+
+def _figure_kinds(text: str) -> dict[str, str]:
+    """Figures of a text (folded) that say what they count (a scale, a currency, a percentage: `_SCALES`), with
+    that kind; years left out. Two figures of one kind with different values are two sources disagreeing."""
+    years, scales = _years(text), set(_SCALES.values())
+    return {
+        figure: kind
+        for figure, measures in _figure_measures(text).items()
+        if figure not in years
+        for kind in sorted(measures - {None})
+        if kind in scales
+    }
 
 
 def _figure_measures(text: str) -> dict[str, set[str | None]]:
