@@ -203,9 +203,14 @@ _OTHER_MEASURE = Check("not_supported", "a figure the passages give only for som
 _A_QUESTION = Check("not_supported", "a question, not an answer")
 
 
+# What may close a sentence after its final mark: quotes, brackets and leftover markdown emphasis.
+_CLOSERS = " \t\n»\"'”’)]*_"
+
+
 def is_question(sentence: str) -> bool:
-    """A sentence that asks (ends with '?'): it states nothing, whether a model wrote it or a FAQ heading holds it."""
-    return sentence.rstrip().endswith("?")
+    """A sentence that asks (ends with '?', before any closing quote, bracket or markdown emphasis: a FAQ page's
+    "**… bien humain ?**"): it states nothing, whether a model wrote it or a FAQ heading holds it."""
+    return sentence.rstrip(_CLOSERS).endswith("?")
 
 
 # Names that read the same in French and English, so a passage can be asked to state them whatever its language:

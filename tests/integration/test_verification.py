@@ -8,7 +8,7 @@ import pytest
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
-from rag.citations import Attributor, CitationStreamer, build_passage_sentences, grounded_names
+from rag.citations import Attributor, CitationStreamer, build_passage_sentences, grounded_names, is_question
 from rag.generation import ChatGenerator, Excerpt, GenerationRequest
 from rag.schema import Passage
 from rag.verification import MeaningRules, SimilarityOnly, negated
@@ -368,6 +368,21 @@ def test_a_question_in_the_answer_is_no_claim(embedder) -> None:
         embedder, "Yes, DeepSeek assumes a leasing cost of $2 per hour for one H800 GPU.", question
     )
     assert answered.supported and answered.citations
+
+
+@pytest.mark.parametrize(
+    ("sentence", "asks"),
+    [
+        ("Qu'est-ce que DeepSeek ?", True),
+        ("**Faut-il poursuivre des objectifs alignés avec le bien humain ?**", True),  # a FAQ heading, markup left
+        ('"DeepSeek – Pépite de l’IA chinoise ou menace stratégique ?"', True),
+        ("Le rapport demande « faut-il réguler ? »", True),  # reports a question: states no answer either
+        ("DeepSeek a été lancé fin janvier 2025.", False),
+        ("Is it? No: DeepSeek was launched in January 2025.", False),
+    ],
+)
+def test_a_sentence_asks_when_it_ends_with_a_question_mark_before_closing_marks(sentence: str, asks: bool) -> None:
+    assert is_question(sentence) is asks
 
 
 CODEFORCES = passage(1, "c1", "r1_paper.pdf", "en", "DeepSeek-R1 achieves a 2,029 Elo rating on Codeforces.")
