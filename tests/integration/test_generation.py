@@ -273,7 +273,7 @@ def test_extractive_quotes_the_first_ranked_passage_unless_another_is_clearly_mo
 
 
 def test_extractive_never_quotes_a_question_but_the_answer_after_it():
-    """A FAQ heading ("What does the release cost users?") is the sentence most like the question, and no answer."""
+    """A FAQ heading ("What does the release cost its users?") is the sentence most like the question, and no answer."""
     from rag.citations import PassageSentences
     from rag.schema import Passage
 
