@@ -146,7 +146,7 @@ def evidence_shown(item: EvalItem, shown: Sequence[tuple[str, str]]) -> float:
 
     def reaches(source: str, evidence: str) -> bool:
         pieces = [evidence[a:b] for a, b in split_sentences(evidence) if len(evidence[a:b].split()) >= 4] or [evidence]
-        return any(Path(where).name == source and covers(text, piece) for where, text in shown for piece in pieces)
+        return any(any(_covered(where, text, [(source, piece) for piece in pieces])) for where, text in shown)
 
     return sum(reaches(source, evidence) for source, evidence in spans) / len(spans)
 
