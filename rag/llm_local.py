@@ -38,6 +38,7 @@ from langchain_core.messages import (
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import ConfigDict, Field, PrivateAttr
 
+from rag.cpu import built_for_another_cpu, cpu_key
 from rag.materialise import materialise
 
 if TYPE_CHECKING:
@@ -574,6 +575,12 @@ def load_local_chat_model(
 
     The overrides serve a second, small context over the same weights (the question translator): llama.cpp
     maps the weights file, so a second context costs its KV cache, not another copy of the model."""
+    built_for = built_for_another_cpu()
+    if built_for is not None:  # checked before the import: loading the library is what would crash
+        raise ModelUnavailable(
+            f"llama.cpp in this environment was compiled for another CPU ({built_for}; this one is {cpu_key()}) and "
+            "could stop the process with an illegal instruction: run ./setup.sh to build it for this CPU"
+        )
     try:
         import llama_cpp  # noqa: F401
     except Exception as exc:  # ImportError, or OSError when libllama cannot be loaded
