@@ -21,17 +21,18 @@ pip install torch==2.13.0
 # CPU's instruction-set extensions (rag/cpu.py), so the same kind of machine reuses it and another CPU builds its
 # own. The key is recorded in .venv: a library built for one CPU can stop another with an illegal instruction, so
 # the local model is not loaded on a CPU whose key differs, and running this script again rebuilds.
+llama=0.3.36
 cpu=$(.venv/bin/python rag/cpu.py)
 if [ "$(cat .venv/llama-cpp-cpu 2>/dev/null)" != "$cpu" ] || ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
   wheels="${XDG_CACHE_HOME:-$HOME/.cache}/rag-llama-cpp/$cpu"
-  ls "$wheels"/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1 \
+  ls "$wheels"/llama_cpp_python-$llama-*.whl >/dev/null 2>&1 \
     || CMAKE_ARGS="-DGGML_NATIVE=ON -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
 -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_OPENSSL=OFF" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
-      pip wheel --no-cache-dir --no-deps "llama-cpp-python==0.3.36" -w "$wheels" \
+      pip wheel --no-cache-dir --no-deps "llama-cpp-python==$llama" -w "$wheels" \
     || echo "warning: llama-cpp-python did not build; answers will come from the extractive generator" >&2
-  if ls "$wheels"/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1; then
-    pip install --force-reinstall --no-deps "$wheels"/llama_cpp_python-0.3.36-*.whl
-    pip install "$wheels"/llama_cpp_python-0.3.36-*.whl  # its dependencies
+  if ls "$wheels"/llama_cpp_python-$llama-*.whl >/dev/null 2>&1; then
+    pip install --force-reinstall --no-deps "$wheels"/llama_cpp_python-$llama-*.whl
+    pip install "$wheels"/llama_cpp_python-$llama-*.whl  # its dependencies
     echo "$cpu" > .venv/llama-cpp-cpu
   fi
 fi
