@@ -62,11 +62,7 @@ def main() -> None:
         "flash_attn": model.flash_attn,
         "build": llama_cpp.llama_print_system_info().decode().strip(),
     }
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        for key, value in result.items():
-            print(f"{key}: {value}")
+    print(json.dumps(result, indent=2) if args.json else "\n".join(f"{key}: {value}" for key, value in result.items()))
 
 
 if __name__ == "__main__":
