@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import struct
+import subprocess
 import sys
 import threading
 import types
@@ -339,3 +341,26 @@ def test_warm_prefix_leaves_only_the_question_to_evaluate(local_model: llm_local
     local_model.invoke(messages, max_tokens=1)
     evaluated = llama_cpp.llama_perf_context(ctx).n_p_eval
     assert system > 40 and evaluated <= total - system + 10, (evaluated, total, system)
+
+
+@pytest.mark.slow
+def test_the_speed_bench_reports_rates_and_the_build_it_measured(real_gguf: Path, tmp_path: Path) -> None:
+    """`bench/llm_speed.py` as a reader runs it: what docs/benchmarks.md judges a build or load option by."""
+    pytest.importorskip("llama_cpp")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "models").symlink_to(real_gguf.parent, target_is_directory=True)
+    bench = Path(__file__).resolve().parents[2] / "bench" / "llm_speed.py"
+    done = subprocess.run(
+        [sys.executable, str(bench), "--runs", "2", "--tokens", "40", "--json"],
+        env=os.environ | {"HF_HUB_OFFLINE": "1", "RAG_DATA_DIR": str(data)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    report = json.loads(done.stdout)
+    assert report["prompt_tokens"] == 40 and len(report["prompt_eval_tokens_per_s"]) == 2
+    assert min(report["prompt_eval_tokens_per_s"]) > 0 and report["generation_tokens_per_s"] > 0
+    assert report["flash_attn"] is True and report["build"].startswith("CPU :")  # the features it was built with
