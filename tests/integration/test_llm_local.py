@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from harness import REPO
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import HumanMessage, SystemMessage
 
@@ -350,7 +351,7 @@ def test_the_speed_bench_reports_rates_and_the_build_it_measured(real_gguf: Path
     data = tmp_path / "data"
     data.mkdir()
     (data / "models").symlink_to(real_gguf.parent, target_is_directory=True)
-    bench = Path(__file__).resolve().parents[2] / "bench" / "llm_speed.py"
+    bench = REPO / "bench" / "llm_speed.py"
     done = subprocess.run(
         [sys.executable, str(bench), "--runs", "2", "--tokens", "40", "--json"],
         env=os.environ | {"HF_HUB_OFFLINE": "1", "RAG_DATA_DIR": str(data)},
