@@ -38,6 +38,28 @@ _serialise_ast_parsing()
 
 UNIT_TESTS = Path(__file__).resolve().parent / "unit"
 
+# The default data dir (`.rag` in the working directory) is the user's: a test that reaches it builds a second copy
+# of the models in the checkout (1.5 GB; one CI machine ran out of disk) and may read the user's index.
+DEFAULT_DATA_DIR = pytest.StashKey[tuple[Path, bool]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    default = Path(Settings.model_fields["data_dir"].default).resolve()
+    config.stash[DEFAULT_DATA_DIR] = (default, default.exists())
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when the tests created the default data dir (collection included: hence the hooks, not a
+    fixture). Only creation is seen: a dir that was there before is not judged."""
+    default, existed = session.config.stash[DEFAULT_DATA_DIR]
+    if not existed and default.exists():
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        message = f"the tests created the default data dir {default}: give every Settings a data_dir under tmp_path"
+        if reporter is not None:
+            reporter.write("\n")
+            reporter.write_sep("!", message, red=True, bold=True)
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test outside tests/unit (tests/integration) is an integration test, so `pytest -m "not integration"`

@@ -10,10 +10,12 @@ answers in about a second. The corpus is two short documents, so even a `rebuild
 from __future__ import annotations
 
 import itertools
+import tempfile
 from pathlib import Path
 
 import pytest
 import schemathesis
+from fakes import HashEmbedder, MemoryBackend
 from langchain_core.language_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
@@ -65,11 +67,28 @@ def fuzz_app(tmp_path_factory: pytest.TempPathFactory, models_dir: Path, embedde
     return create_app(service, with_ui=False, index_on_start=False)
 
 
+_SCHEMA_DATA = tempfile.TemporaryDirectory(prefix="rag-schema-")  # removed when the test process exits
+
+
 def _schema_app():
     """An app over a service that is never used: only its OpenAPI schema is read (it depends on the auth
-    settings alone). Loaded at import time: schemathesis' lazy fixture loader does not work with pytest 9."""
-    settings = Settings(_env_file=None, api_key=KEY, api_key_for_read=False, generator="extractive")
-    return create_app(RagService(settings), with_ui=False, index_on_start=False)
+    settings alone). Loaded at import time: schemathesis' lazy fixture loader does not work with pytest 9.
+
+    Reading the schema runs the app's start-up, so the service gets fakes and a throw-away data dir: with the
+    default settings it once materialised both models into `.rag` of the working directory (1.5 GB more in the
+    checkout) and loaded the LLM in the test process."""
+    data_dir = Path(_SCHEMA_DATA.name)
+    settings = Settings(
+        _env_file=None,
+        data_dir=data_dir,
+        corpus_dir=data_dir / "corpus",
+        api_key=KEY,
+        api_key_for_read=False,
+        generator="extractive",
+        query_translation="off",
+    )
+    service = RagService(settings, embedder=HashEmbedder(), stores=MemoryBackend(), chat_models={})
+    return create_app(service, with_ui=False, index_on_start=False)
 
 
 CONFIG = schemathesis.Config.from_dict(
