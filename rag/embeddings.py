@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
-from rag.materialise import materialise
+from rag.materialise import NotEnoughSpace, ensure_space, materialise
 from rag.settings import DEFAULT_EMBEDDING_MODEL, Settings
 
 if TYPE_CHECKING:
@@ -454,6 +454,11 @@ def _build(target: Path, weights: Path, tokenizer_json: Path, progress: Progress
     _check_vocabulary(e5, tokenizer, tokenizer_json)
 
     _remove_leftovers(target)
+    folder_bytes = 4 * sum(tensor.count for tensor in e5.tensors.values()) + tokenizer_json.stat().st_size  # fp32
+    try:
+        ensure_space(target.parent, folder_bytes, f"the embedding model {target.name}")
+    except NotEnoughSpace as exc:
+        raise ModelPreparationError(str(exc)) from exc
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         _write_folder(staging, e5, tokenizer_json, progress)

@@ -5,10 +5,30 @@ reads a half-built one. Building aside and moving into place in one rename is ea
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 from filelock import FileLock, Timeout
+
+
+class NotEnoughSpace(OSError):
+    """A model that would not fit on its disk, said before anything is written: a write failing half way
+    reports "I/O error" from deep inside a serialiser, after minutes of work."""
+
+
+def free_bytes(directory: Path) -> int:
+    return shutil.disk_usage(directory).free
+
+
+def ensure_space(directory: Path, needed_bytes: int, what: str) -> None:
+    """Raise NotEnoughSpace unless `directory`'s disk has `needed_bytes` free for `what`."""
+    free = free_bytes(directory)
+    if free < needed_bytes:
+        raise NotEnoughSpace(
+            f"{what} needs {needed_bytes / 1e6:,.0f} MB free in {directory} and {free / 1e6:,.0f} MB are: "
+            "free some space there, or set RAG_DATA_DIR to a disk with room"
+        )
 
 
 def materialise(

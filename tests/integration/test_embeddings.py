@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from rag import embeddings as emb_module
+from rag import materialise as materialise_module
 from rag.embeddings import (
     E5_PROMPTS,
     MARKER_NAME,
@@ -92,6 +93,17 @@ def test_altered_tokenizer_vocabulary_is_refused_and_nothing_written(
     with pytest.raises(ModelPreparationError, match="vocabulary mismatch: 2 of 250002 pieces differ"):
         materialise_e5(target, tokenizer_json=altered)
 
+    assert not target.exists()
+    assert _siblings(target) == []
+
+
+def test_a_disk_without_room_is_said_before_writing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The e5 folder's size is read from the model file (fp32 weights and the tokenizer): with less free, the
+    build stops with that figure before writing, rather than as a serialiser's I/O error half way through."""
+    target = tmp_path / "models" / "e5"
+    monkeypatch.setattr(materialise_module, "free_bytes", lambda _directory: 100_000_000)
+    with pytest.raises(ModelPreparationError, match=r"needs 48\d MB free in .*models and 100 MB are"):
+        materialise_e5(target)
     assert not target.exists()
     assert _siblings(target) == []
 

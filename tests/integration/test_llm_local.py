@@ -19,6 +19,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import HumanMessage, SystemMessage
 
 from rag import llm_local
+from rag import materialise as materialise_module
 from rag.llm_local import ModelUnavailable, ensure_gguf, gguf_metadata
 from rag.settings import Settings
 
@@ -100,6 +101,21 @@ def test_parts_of_the_wrong_total_size_are_refused_before_copying(tmp_path: Path
         ensure_gguf(models_dir)
     assert _leftovers(models_dir) == []
     assert not (models_dir / llm_local.GGUF_FILENAME).exists()
+
+
+def test_a_disk_without_room_is_said_before_copying(tmp_path: Path, fake_parts, monkeypatch) -> None:
+    """A full disk once surfaced as an I/O error half way through a copy; now as the reason the local model is
+    unavailable (the extractive generator answers and says it), before anything is written."""
+    _, whole = fake_parts
+    models_dir = tmp_path / "models"
+    monkeypatch.setattr(materialise_module, "free_bytes", lambda _directory: len(whole) - 1)
+    with pytest.raises(ModelUnavailable, match=r"needs 8 MB free in .*models and 8 MB are"):
+        ensure_gguf(models_dir)
+    assert _leftovers(models_dir) == []
+    assert not (models_dir / llm_local.GGUF_FILENAME).exists()
+
+    monkeypatch.setattr(materialise_module, "free_bytes", lambda _directory: len(whole))  # exactly enough
+    assert ensure_gguf(models_dir).read_bytes() == whole
 
 
 def test_tampered_or_unverified_file_is_checked_again(tmp_path: Path, fake_parts) -> None:
