@@ -4,6 +4,7 @@ places (no model: vectors are given, BM25 is the real one)."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -233,6 +234,7 @@ def test_equal_similarities_rank_the_same_on_every_run() -> None:
         subprocess.run(
             [sys.executable, "-c", _TIES],
             env=dict(os.environ, PYTHONHASHSEED=str(seed)),
+            cwd=Path(__file__).resolve().parents[2],  # the script imports from tests/unit
             capture_output=True,
             text=True,
         )
