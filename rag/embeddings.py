@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
-from rag.materialise import NotEnoughSpace, ensure_space, materialise
+from rag.materialise import ensure_space, materialise
 from rag.settings import DEFAULT_EMBEDDING_MODEL, Settings
 
 if TYPE_CHECKING:
@@ -455,10 +455,7 @@ def _build(target: Path, weights: Path, tokenizer_json: Path, progress: Progress
 
     _remove_leftovers(target)
     folder_bytes = 4 * sum(tensor.count for tensor in e5.tensors.values()) + tokenizer_json.stat().st_size  # fp32
-    try:
-        ensure_space(target.parent, folder_bytes, f"the embedding model {target.name}")
-    except NotEnoughSpace as exc:
-        raise ModelPreparationError(str(exc)) from exc
+    ensure_space(target.parent, folder_bytes, f"the embedding model {target.name}", ModelPreparationError)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         _write_folder(staging, e5, tokenizer_json, progress)

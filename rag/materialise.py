@@ -12,20 +12,17 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 
-class NotEnoughSpace(OSError):
-    """A model that would not fit on its disk, said before anything is written: a write failing half way
-    reports "I/O error" from deep inside a serialiser, after minutes of work."""
-
-
 def free_bytes(directory: Path) -> int:
     return shutil.disk_usage(directory).free
 
 
-def ensure_space(directory: Path, needed_bytes: int, what: str) -> None:
-    """Raise NotEnoughSpace unless `directory`'s disk has `needed_bytes` free for `what`."""
+def ensure_space(directory: Path, needed_bytes: int, what: str, error: type[Exception]) -> None:
+    """Raise `error` (the builder's own: a model that cannot be prepared) unless `directory`'s disk has
+    `needed_bytes` free for `what`. Said before anything is written: a write failing half way reports "I/O error"
+    from deep inside a serialiser, after minutes of work."""
     free = free_bytes(directory)
     if free < needed_bytes:
-        raise NotEnoughSpace(
+        raise error(
             f"{what} needs {needed_bytes / 1e6:,.0f} MB free in {directory} and {free / 1e6:,.0f} MB are: "
             "free some space there, or set RAG_DATA_DIR to a disk with room"
         )
