@@ -180,3 +180,28 @@ def test_an_upload_reads_only_its_own_document_record(fake_service, monkeypatch)
     asked.clear()
     service.refresh()
     assert None in asked
+
+
+def test_a_sentence_in_two_overlapping_chunks_is_embedded_once(tmp_path) -> None:
+    from fakes import HashEmbedder
+
+    from index.chunking import chunk_document
+    from index.loaders import load_document
+    from rag.refresh import embed_chunks
+
+    sentences = [f"Sentence number {n} of the report tells the reader about topic {n}." for n in range(40)]
+    path = tmp_path / "report.txt"
+    path.write_text(" ".join(sentences), encoding="utf-8")
+    chunks = chunk_document(load_document(path, tmp_path), chunk_size=400, overlap=150)
+    assert len(chunks) > 2
+    embedder = HashEmbedder()
+    vectors = embed_chunks(embedder, chunks)
+
+    assert len(embedder.calls) == len(set(embedder.calls))  # each text sent once
+    shared = [s for s in sentences if sum(s in c.text for c in chunks) > 1]
+    assert shared  # the overlap put sentences in two chunks, yet each got its vector
+    for chunk in chunks:
+        kept = vectors[chunk.id]
+        assert kept.chunk == embedder.embed_documents([chunk.embedding_text])[0]
+        for start, end, vector in kept.sentences:
+            assert vector == embedder.embed_documents([chunk.text[start:end]])[0]
