@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from index.discovery import discover  # noqa: E402
-from rag.refresh import _MIN_SENTENCE_CHARS  # noqa: E402
+from rag.refresh import texts_to_embed  # noqa: E402
 from rag.service import RagService  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 
@@ -106,12 +106,11 @@ def main() -> None:
     pipeline_s = time.perf_counter() - started
     embedded = embedder.texts_embedded - 1
 
-    # The same texts, straight through sentence-transformers.
-    from index.chunking import split_sentences
-
-    chunks = service.store.chunks()
-    texts = [c.embedding_text for c in chunks]
-    texts += [c.text[s:e] for c in chunks for s, e in split_sentences(c.text) if e - s >= _MIN_SENTENCE_CHARS]
+    # The same texts, straight through sentence-transformers (the pipeline embeds each document's chunks together).
+    by_document: dict[str, list] = {}
+    for chunk in service.store.chunks():
+        by_document.setdefault(chunk.source, []).append(chunk)
+    texts = [text for chunks in by_document.values() for text in texts_to_embed(chunks)]
     model = embedder.model
     started = time.perf_counter()
     model.encode(texts, prompt="passage: ", batch_size=settings.embedding_batch_size, normalize_embeddings=True)

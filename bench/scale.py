@@ -48,12 +48,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from index.chunking import chunk_document, split_sentences  # noqa: E402
+from index.chunking import chunk_document  # noqa: E402
 from index.discovery import discover  # noqa: E402
 from index.loaders import load_document  # noqa: E402
 from index.types import Chunk, text_hash  # noqa: E402
 from rag.language import detect_language  # noqa: E402
-from rag.refresh import _MIN_SENTENCE_CHARS, embed_chunks  # noqa: E402
+from rag.refresh import embed_chunks, sentence_spans  # noqa: E402
 from rag.schema import DocumentRecord  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 from rag.store import ChunkVectors, VectorStore  # noqa: E402
@@ -113,11 +113,6 @@ class CorpusProfile:
             french_share=french / len(chunk_chars),
             sentences_per_chunk=sentences / len(chunk_chars),
         )
-
-
-def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """The sentences of a chunk that get a vector of their own (the refresher's rule, `embed_chunks`)."""
-    return [(s, e) for s, e in split_sentences(text) if e - s >= _MIN_SENTENCE_CHARS]
 
 
 class SyntheticCorpus:

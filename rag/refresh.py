@@ -253,22 +253,30 @@ def _indexed_readmes(
     return found
 
 
-def embed_chunks(embedder: PassageEmbedder, chunks: Sequence[Chunk]) -> dict[str, ChunkVectors]:
-    """Vectors for each chunk and each of its sentences, in one call to the model. A text is sent once however
-    often it occurs (the same text has the same vector): the sentences in the overlap of two neighbouring chunks
-    are in both, 7% of the texts of the corpus and its related documents, though only 2% of their characters."""
-    sentence_spans = [[(s, e) for s, e in split_sentences(c.text) if e - s >= _MIN_SENTENCE_CHARS] for c in chunks]
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """The sentences of a chunk's text that get a vector of their own."""
+    return [(s, e) for s, e in split_sentences(text) if e - s >= _MIN_SENTENCE_CHARS]
+
+
+def texts_to_embed(chunks: Sequence[Chunk]) -> list[str]:
+    """What a document's chunks send to the model: each chunk's embedding text and its sentences, each distinct
+    text once (the same text has the same vector). The sentences in the overlap of two neighbouring chunks are in
+    both: 7% of the texts of the corpus and its related documents, though only 2% of their characters."""
     texts = [c.embedding_text for c in chunks]
-    texts += [c.text[s:e] for c, spans in zip(chunks, sentence_spans, strict=True) for s, e in spans]
-    unique = list(dict.fromkeys(texts))
-    embedded = dict(zip(unique, embedder.embed_documents(unique), strict=True))
-    vectors = [embedded[text] for text in texts]
-    result, offset = {}, len(chunks)
-    for i, (chunk, spans) in enumerate(zip(chunks, sentence_spans, strict=True)):
-        sentences = [(s, e, vectors[offset + j]) for j, (s, e) in enumerate(spans)]
-        offset += len(spans)
-        result[chunk.id] = ChunkVectors(vectors[i], sentences)
-    return result
+    texts += [c.text[s:e] for c in chunks for s, e in sentence_spans(c.text)]
+    return list(dict.fromkeys(texts))
+
+
+def embed_chunks(embedder: PassageEmbedder, chunks: Sequence[Chunk]) -> dict[str, ChunkVectors]:
+    """Vectors for each chunk and each of its sentences, in one call to the model."""
+    unique = texts_to_embed(chunks)
+    vectors = dict(zip(unique, embedder.embed_documents(unique), strict=True))
+    return {
+        chunk.id: ChunkVectors(
+            vectors[chunk.embedding_text], [(s, e, vectors[chunk.text[s:e]]) for s, e in sentence_spans(chunk.text)]
+        )
+        for chunk in chunks
+    }
 
 
 def _record(

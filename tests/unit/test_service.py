@@ -4,9 +4,12 @@ The same paths on the real model and Chroma are in tests/integration (test_index
 from __future__ import annotations
 
 import pytest
-from fakes import scripted_chat_model
+from fakes import HashEmbedder, scripted_chat_model
 
+from index.chunking import chunk_document
+from index.loaders import load_document
 from rag.errors import DocumentError, IndexBusyError
+from rag.refresh import embed_chunks
 from rag.schema import StartupStep
 
 ZEPHYR_FR = (
@@ -183,12 +186,6 @@ def test_an_upload_reads_only_its_own_document_record(fake_service, monkeypatch)
 
 
 def test_a_sentence_in_two_overlapping_chunks_is_embedded_once(tmp_path) -> None:
-    from fakes import HashEmbedder
-
-    from index.chunking import chunk_document
-    from index.loaders import load_document
-    from rag.refresh import embed_chunks
-
     sentences = [f"Sentence number {n} of the report tells the reader about topic {n}." for n in range(40)]
     path = tmp_path / "report.txt"
     path.write_text(" ".join(sentences), encoding="utf-8")
