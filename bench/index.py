@@ -107,10 +107,7 @@ def main() -> None:
     embedded = embedder.texts_embedded - 1
 
     # The same texts, straight through sentence-transformers (the pipeline embeds each document's chunks together).
-    by_document: dict[str, list] = {}
-    for chunk in service.store.chunks():
-        by_document.setdefault(chunk.source, []).append(chunk)
-    texts = [text for chunks in by_document.values() for text in texts_to_embed(chunks)]
+    texts = [text for r in service.documents() for text in texts_to_embed(service.store.chunks([r.source]))]
     model = embedder.model
     started = time.perf_counter()
     model.encode(texts, prompt="passage: ", batch_size=settings.embedding_batch_size, normalize_embeddings=True)
