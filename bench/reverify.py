@@ -24,13 +24,18 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from rag.evaluation import EvalItem, answer_sentences, load_items, score_item  # noqa: E402
-from rag.generation import GenerationRequest  # noqa: E402
+from rag.generation import CONFLICT_NOTES, GenerationRequest  # noqa: E402
 from rag.schema import Answer  # noqa: E402
 from rag.service import RagService  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 
 EVAL = REPO.parent / "shared" / "eval"
-TOTALS = ("refused", "correct", "citation_precision", "citation_recall", "claim_and_refusal")
+TOTALS = ("refused", "correct", "citation_precision", "citation_recall", "claim_and_refusal", "sources_differ")
+
+
+def says_sources_differ(answer: str) -> bool:
+    """Whether an answer carries the note that another document says otherwise (see `Attributor._conflict`)."""
+    return any(note in answer for note in CONFLICT_NOTES.values())
 
 
 class SavedSentences:
@@ -48,6 +53,7 @@ def model_sentences(saved: dict) -> list[str]:
     """What the model wrote in a saved answer: its shown sentences (citation marks removed) and its withheld ones;
     nothing for an answer the model refused itself."""
     shown = [] if saved["refused"] else answer_sentences(saved["answer"])
+    shown = [sentence for sentence in shown if not says_sources_differ(sentence)]  # the chain's note, not the model's
     return shown + [withheld["text"] for withheld in saved.get("unsupported", [])]
 
 
@@ -78,6 +84,8 @@ def reverify(service: RagService, items: dict[str, EvalItem], run: dict) -> dict
                 answer = event.answer
         assert answer is not None
         scored = score_item(item, answer)
+        saved = saved | {"sources_differ": says_sources_differ(saved["answer"])}
+        scored["sources_differ"] = says_sources_differ(answer.answer)
         for key in TOTALS:
             before[key] += float(saved.get(key) or 0)
             after[key] += float(scored.get(key) or 0)

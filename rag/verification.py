@@ -63,6 +63,12 @@ _NE_ONLY = frozenset({"plus", "personne"})
 _NE = re.compile(r"\b(?:ne\s+|n')(?:\S+\s+){0,3}$")
 # "ne … que" is "only", not "not": "il n'a que 10 ans".
 _NE_QUE = re.compile(r"\b(?:ne\s+|n')(?:\S+\s+){0,3}?qu(?:e\b|')")
+# "Not only … (but also)" adds, it does not deny: "L'importance de DeepSeek n'est pas seulement de fournir la
+# capacité technique …, mais aussi de signaler …" states both things. The "ne"/"n'" before such a "pas" goes too.
+_NOT_ONLY = re.compile(
+    r"\b(?:(?:ne\s+|n')(?:\S+\s+){0,3}?)?(?:pas|non)\s+(?:seulement|uniquement|simplement)\b"
+    r"|(?:\bnot\s+|n't\s+)(?:only|just|merely|simply|solely)\b"
+)
 # What a negation applies to: the next few content words. Compared by their first five letters, which French
 # and English cognates share ("comparable"/"compare", "acces"/"access", "transfert"/"transfer").
 _SCOPE_WORDS = 3
@@ -87,7 +93,7 @@ def _prefixes(words: list[str]) -> set[str]:
 
 def _negation_scopes(text: str) -> list[set[str]]:
     """For each negation or hedge in a text, the prefixes of the content words it applies to."""
-    folded = _folded(text)
+    folded = _NOT_ONLY.sub(" ", _folded(text))
     if _NE_QUE.search(folded) and not re.search(r"\b(?:pas|jamais|rien|aucune?|guere)\b", folded):
         folded = _NE_QUE.sub(" ", folded)
     scopes = []

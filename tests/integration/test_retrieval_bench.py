@@ -65,7 +65,8 @@ def test_a_saved_run_is_judged_again_by_todays_checks(article_index: dict[str, s
         "items": [
             {
                 "id": "dev-001",
-                "answer": "DeepSeek a été lancé fin janvier 2025. [1]",
+                # with a note that another document differs, which the article alone cannot hold
+                "answer": "DeepSeek a été lancé fin janvier 2025. [1] Les sources divergent sur ce point [2].",
                 "refused": False,
                 "correct": True,
             },
@@ -79,6 +80,7 @@ def test_a_saved_run_is_judged_again_by_todays_checks(article_index: dict[str, s
     report = run_bench(REVERIFY, str(run), "--items", str(dev), "--show", env=article_index)
     assert report["replayed"] == 2  # the refusal the model wrote itself has nothing to re-verify
     assert report["changed"] == {"uncategorised: wrong -> refused": 1}
+    assert (report["before"]["sources_differ"], report["after"]["sources_differ"]) == (1, 0)
     (detail,) = report["details"]
     assert (
         detail["id"] == "dev-003" and detail["withheld"][0][2] == "a year neither the passages nor the question state"

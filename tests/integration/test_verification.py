@@ -114,6 +114,15 @@ def test_rules_see_what_similarity_cannot(claim: str, quote: str, question: str)
         ("R1 uses much less energy.", "R1 consomme beaucoup moins d'énergie.", "Does R1 use more energy?"),
         ("De plus, l'énergie consommée par R1 est faible.", "R1 consomme moins d'énergie.", "q"),  # moreover
         ("R1 consomme au moins un peu d'énergie.", "R1 consumes more energy than before.", "q"),  # at least
+        # "not only X but also Y" states X
+        (
+            "DeepSeek fournit à la Chine la capacité technique de remplacer les plateformes d'IA américaines.",
+            "L'importance de DeepSeek pour la Chine n'est pas seulement de fournir la capacité technique de "
+            "remplacer les plateformes d'IA fabriquées aux États-Unis, mais aussi de signaler au monde que Pékin "
+            "est « très intéressé » par la course à l'IA.",
+            "Quelle est l'importance de DeepSeek pour la Chine ?",
+        ),
+        ("R1 is cheaper.", "R1 is not only cheaper but also faster.", "q"),
     ],
 )
 def test_rules_let_true_paraphrases_through(claim: str, quote: str, question: str) -> None:
@@ -129,6 +138,10 @@ def test_rules_let_true_paraphrases_through(claim: str, quote: str, question: st
         ("Ce modèle est difficilement comparable.", True),
         ("It doesn't work.", True),
         ("La personne a répondu.", False),
+        ("Ce n'est pas seulement un outil, mais aussi un signal.", False),  # "not only … but also" adds
+        ("Non seulement il est rapide, mais il est bon marché.", False),
+        ("It isn't just cheap, it is fast.", False),
+        ("Ce n'est pas un outil.", True),
     ],
 )
 def test_negation_markers(text: str, expected: bool) -> None:
