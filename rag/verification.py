@@ -6,7 +6,7 @@ figure. `MeaningRules` reads what cosine cannot, in both languages, with reasons
 
 - negation and hedges: the claim and the quote must agree on "not", "never", "hardly", "without" ("in the
   absence of"), "ne … pas", "difficilement", "sans" (markers of either language are read in either text, so it
-  holds across languages);
+  holds across languages); "not only X" denies only "only X" ("pas seulement", "non seulement");
 - comparisons: "consumes more energy" and "consomme beaucoup moins d'énergie" point opposite ways;
 - yes/no answers: "Yes, …" is a claim too, and must not state the opposite of what was asked;
 - conditions: a plain "Yes" to a quote that allows it "only if" drops the condition;
@@ -63,12 +63,14 @@ _NE_ONLY = frozenset({"plus", "personne"})
 _NE = re.compile(r"\b(?:ne\s+|n')(?:\S+\s+){0,3}$")
 # "ne … que" is "only", not "not": "il n'a que 10 ans".
 _NE_QUE = re.compile(r"\b(?:ne\s+|n')(?:\S+\s+){0,3}?qu(?:e\b|')")
-# "Not only … (but also)" adds, it does not deny: "L'importance de DeepSeek n'est pas seulement de fournir la
-# capacité technique …, mais aussi de signaler …" states both things. The "ne"/"n'" before such a "pas" goes too.
+# "Not only X (but also Y)" states X and denies only that X is all: "L'importance de DeepSeek n'est pas seulement
+# de fournir la capacité technique …, mais aussi de signaler …" supports "DeepSeek fournit la capacité technique",
+# and contradicts "… seulement de fournir la capacité technique". The "ne"/"n'" before such a "pas" goes with it.
 _NOT_ONLY = re.compile(
     r"\b(?:(?:ne\s+|n')(?:\S+\s+){0,3}?)?(?:pas|non)\s+(?:seulement|uniquement|simplement)\b"
     r"|(?:\bnot\s+|n't\s+)(?:only|just|merely|simply|solely)\b"
 )
+_ONLY = re.compile(r"\b(?:only|solely|exclusively|merely|seulement|uniquement|exclusivement)\b")
 # What a negation applies to: the next few content words. Compared by their first five letters, which French
 # and English cognates share ("comparable"/"compare", "acces"/"access", "transfert"/"transfer").
 _SCOPE_WORDS = 3
@@ -91,19 +93,32 @@ def _prefixes(words: list[str]) -> set[str]:
     return {word[:_PREFIX] for word in words if len(word) >= _PREFIX and word not in _NOT_CONTENT}
 
 
+def _scope(folded: str, end: int) -> set[str]:
+    """The prefixes of the content words a marker ending at `end` applies to: the next few."""
+    following = _WORD.findall(folded[end:])
+    return _prefixes([w for w in following if len(w) >= _PREFIX and w not in _NOT_CONTENT][:_SCOPE_WORDS])
+
+
 def _negation_scopes(text: str) -> list[set[str]]:
     """For each negation or hedge in a text, the prefixes of the content words it applies to."""
     folded = _NOT_ONLY.sub(" ", _folded(text))
     if _NE_QUE.search(folded) and not re.search(r"\b(?:pas|jamais|rien|aucune?|guere)\b", folded):
         folded = _NE_QUE.sub(" ", folded)
-    scopes = []
-    for match in _NEGATION.finditer(folded):
-        if match.group(0) in _NE_ONLY and not _NE.search(folded[: match.start()]):
-            continue
-        following = _WORD.findall(folded[match.end() :])
-        content = [w for w in following if len(w) >= _PREFIX and w not in _NOT_CONTENT][:_SCOPE_WORDS]
-        scopes.append(_prefixes(content))
-    return scopes
+    return [
+        _scope(folded, match.end())
+        for match in _NEGATION.finditer(folded)
+        if match.group(0) not in _NE_ONLY or _NE.search(folded[: match.start()])
+    ]
+
+
+def _restrictions(text: str, *, denied: bool) -> list[set[str]]:
+    """What a text says is all there is ("seulement des fins commerciales"), or with `denied`, what it says is not
+    all ("pas seulement des fins commerciales"): the scopes of its "only" markers, one kind or the other."""
+    folded = _folded(text)
+    if denied:
+        return [_scope(folded, match.end()) for match in _NOT_ONLY.finditer(folded)]
+    stated = _NOT_ONLY.sub(" ", folded)
+    return [_scope(stated, match.end()) for match in _ONLY.finditer(stated)]
 
 
 def negated(text: str) -> bool:
@@ -118,7 +133,11 @@ def opposed(negative: str, positive: str) -> bool:
     if negated(positive):
         return False
     stated = _prefixes(_WORD.findall(_folded(positive)))
-    return any(scope & stated for scope in _negation_scopes(negative))
+    if any(scope & stated for scope in _negation_scopes(negative)):
+        return True
+    # "not only X" denies "only X", and nothing else of X
+    restricted = _restrictions(positive, denied=False)
+    return any(scope & theirs for scope in _restrictions(negative, denied=True) for theirs in restricted)
 
 
 _RESTRICTION = re.compile(

@@ -51,6 +51,15 @@ RULES = MeaningRules()
             "Est-ce que R1 consomme davantage d'énergie ?",
         ),
         ("Yes, R1 uses less energy.", "R1 uses less energy.", "Does R1 use more energy than its rivals?"),
+        # "not only X" denies "only X", in either direction and across languages
+        (
+            "Oui, la compétition en IA concerne seulement des fins commerciales.",
+            "La compétition en matière d'IA ne concerne pas seulement des fins commerciales, mais également des "
+            "considérations géopolitiques.",
+            "La compétition en IA concerne-t-elle seulement des fins commerciales ?",
+        ),
+        ("AI competition is only about commercial ends.", "Cela ne concerne pas seulement des fins commerciales.", "q"),
+        ("Ce n'est pas seulement commercial.", "It is only commercial.", "q"),
     ],
 )
 def test_rules_see_what_similarity_cannot(claim: str, quote: str, question: str) -> None:
