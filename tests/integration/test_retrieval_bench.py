@@ -1,7 +1,8 @@
 """The benches that go through the answer chain, as a reader runs them, on a small real index: the retrieval
 ablation (`bench/retrieval.py`) broke silently once when the chain's retrieval step was rewritten, so both it and
 the re-verification of a saved run (`bench/reverify.py`) are run here. The article alone is indexed and question
-translation is off (it would load the local model for each English question)."""
+translation is off (it would load the local model for each English question). The verifier's check against gold
+answers (`bench/gold_check.py`) needs no index."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from harness import MODELS_DIR, REPO
 ARTICLE = REPO / "corpus" / "deepseek_article_fr.txt"
 BENCH = REPO / "bench" / "retrieval.py"
 REVERIFY = REPO / "bench" / "reverify.py"
+GOLD_CHECK = REPO / "bench" / "gold_check.py"
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +87,24 @@ def test_a_saved_run_is_judged_again_by_todays_checks(article_index: dict[str, s
     assert (
         detail["id"] == "dev-003" and detail["withheld"][0][2] == "a year neither the passages nor the question state"
     )
+
+
+def test_no_rule_reads_a_tuned_gold_answer_as_contradicted_by_its_own_evidence(tmp_path: Path):
+    """The verifier's rules against the true answers of the sets we may read: any rule that fires there misreads the
+    language. Then the same bench on a set with one wrong "gold" answer finds it, so the check can fail."""
+    report = run_bench(GOLD_CHECK, "--sets", "dev,even", env=dict(os.environ))
+    for name in ("dev", "even"):
+        assert report[name]["items"] > 20
+        assert (report[name]["misread"], report[name]["exposed"]) == (0, 0), report[name]["by_reason"]
+    wrong = {
+        "id": "t-002",
+        "question": "Est-ce que R1 consomme davantage d'énergie ?",
+        "answer": "Oui, R1 consomme davantage d'énergie que ses concurrents.",
+        "evidence": ["R1 semble consommer beaucoup moins d'énergie que ses concurrents américains."],
+        "source": "a.txt",
+    }
+    items = tmp_path / "items.jsonl"
+    items.write_text(json.dumps(wrong, ensure_ascii=False) + "\n", encoding="utf-8")
+    report = run_bench(GOLD_CHECK, "--items", str(items), "--sets", "even", "--show", env=dict(os.environ))
+    (found,) = report["even"]["found"]
+    assert (found["kind"], found["reason"]) == ("misread", "the source compares the other way (more/less)")
