@@ -9,6 +9,12 @@ the local model's 10-30 minutes per half are not spent again to see what a new r
 Items the model itself refused have nothing to re-verify, and items with history are skipped (making a follow-up
 standalone needs the model). Prints the totals before and after, and how many items changed, by category; with
 --show, each changed item (only for the half you may read: the odd half is judged by its counts).
+
+    .venv/bin/python bench/reverify.py --gold even|odd|all [--items ../shared/eval/dev2.jsonl] [--show] [--json]
+
+With --gold, the run is made of the question set's own gold answers, as if a model had written exactly them: what
+retrieval, attribution and the verifier then do to a true answer (withhold it: "correct -> refused"; cite it; say
+the sources differ) is the answer path's own ceiling, whatever the model. Answerable items without history only.
 """
 
 from __future__ import annotations
@@ -23,7 +29,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from rag.evaluation import EvalItem, answer_sentences, load_items, score_item  # noqa: E402
+from rag.evaluation import (  # noqa: E402
+    EvalItem,
+    answer_sentences,
+    evidence_shown,
+    load_items,
+    score_item,
+    select_split,
+)
 from rag.generation import CONFLICT_NOTES, GenerationRequest  # noqa: E402
 from rag.schema import Answer  # noqa: E402
 from rag.service import RagService  # noqa: E402
@@ -44,8 +57,10 @@ class SavedSentences:
     def __init__(self, name: str, text: str):
         self.name = name
         self.text = text
+        self.shown: list[tuple[str, str]] = []  # (source, excerpt) as the prompt would have shown them
 
     def stream(self, request: GenerationRequest) -> Iterator[str]:
+        self.shown = [(request.passages[e.index].source, e.text) for e in request.excerpts]
         yield self.text
 
 
@@ -55,6 +70,12 @@ def model_sentences(saved: dict) -> list[str]:
     shown = [] if saved["refused"] else answer_sentences(saved["answer"])
     shown = [sentence for sentence in shown if not says_sources_differ(sentence)]  # the chain's note, not the model's
     return shown + [withheld["text"] for withheld in saved.get("unsupported", [])]
+
+
+def gold_run(items: list[EvalItem]) -> dict:
+    """A run in which the model wrote each answerable item's gold answer, word for word."""
+    answered = [item for item in items if item.answerable and not item.history]
+    return {"items": [{"id": item.id, "answer": item.answer, "refused": False, "correct": True} for item in answered]}
 
 
 def outcome(scored: dict, item: EvalItem) -> str:
@@ -100,6 +121,8 @@ def reverify(service: RagService, items: dict[str, EvalItem], run: dict) -> dict
                     "before": saved["answer"],
                     "after": answer.answer,
                     "withheld": [(s.text, s.verdict, s.reason) for s in answer.unsupported],
+                    "evidence_retrieved": scored.get("recall_at_k"),  # None for an unanswerable item
+                    "evidence_shown": evidence_shown(item, generator.shown) if item.answerable else None,
                 }
             )
     return {
@@ -113,15 +136,23 @@ def reverify(service: RagService, items: dict[str, EvalItem], run: dict) -> dict
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run", type=Path, help="a saved `rag eval --json` output")
+    parser.add_argument("run", type=Path, nargs="?", help="a saved `rag eval --json` output")
     parser.add_argument("--items", type=Path, default=EVAL / "dev2.jsonl", help="the question set it was run on")
+    parser.add_argument("--gold", choices=("even", "odd", "all"), help="re-verify the set's gold answers instead")
     parser.add_argument("--show", action="store_true", help="print each item whose outcome changed")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    if (args.run is None) == (args.gold is None):
+        parser.error("give a saved run or --gold, not both")
+    items = {item.id: item for item in load_items(args.items)}
+    run = (
+        gold_run(select_split(list(items.values()), args.gold))
+        if args.gold
+        else json.loads(args.run.read_text("utf-8"))
+    )
     service = RagService(Settings(generator="extractive"))  # no model to warm up: the saved run is the model
     service.warm_up()
-    items = {item.id: item for item in load_items(args.items)}
-    report = reverify(service, items, json.loads(args.run.read_text(encoding="utf-8")))
+    report = reverify(service, items, run)
     if not args.show:
         report.pop("details")
     if args.json:
@@ -134,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  changed  {change}: {count}")
     for detail in report.get("details", []):
         print(f"\n{detail['id']} ({detail['change']})\n  before: {detail['before']}\n  after:  {detail['after']}")
+        if detail["evidence_retrieved"] is not None:
+            retrieved, shown = detail["evidence_retrieved"], detail["evidence_shown"]
+            print(f"  evidence spans in the passages: {retrieved:.2f}, in the excerpts shown: {shown:.2f}")
         for text, verdict, reason in detail["withheld"]:
             print(f"  withheld ({verdict}{': ' + reason if reason else ''}): {text}")
     return 0

@@ -470,7 +470,9 @@ class Attributor:
         self._language = language
         self._units: list[_Units] | None = None  # built at the first sentence, not before the first token
         self.passages = [item.passage for item in self._sentences]
-        self._passage_numbers = [_numbers(p.text) for p in self.passages]
+        # A section heading states which article or section a passage is ("Article 49 – Derogations …"), which the
+        # text under it does not repeat: "Article 49(1) does not apply to …" rests on that text.
+        self._passage_numbers = [_numbers(p.text) | _numbers(p.heading_path) for p in self.passages]
         self._context_numbers = set().union(*self._passage_numbers)
         self._context_measures: dict[str, set[str | None]] = {}
         for passage in self.passages:

@@ -108,3 +108,33 @@ def test_no_rule_reads_a_tuned_gold_answer_as_contradicted_by_its_own_evidence(t
     report = run_bench(GOLD_CHECK, "--items", str(items), "--sets", "even", "--show", env=dict(os.environ))
     (found,) = report["even"]["found"]
     assert (found["kind"], found["reason"]) == ("misread", "the source compares the other way (more/less)")
+
+
+def test_gold_answers_go_through_the_same_checks_as_a_model_s(article_index: dict[str, str], tmp_path: Path):
+    """`--gold`: the set's own answers as if a model wrote them. A true one is shown and cited; an answer with a year
+    the article never states is withheld, and the report says whether its evidence reached the passages and the
+    excerpts, which tells retrieval's misses from attribution's."""
+    evidence = "l'interdiction de DeepSeek par l'Italie le 30 janvier pour des raisons de transfert de données"
+    rows = [
+        {
+            "id": "g-002",
+            "question": "Pourquoi l'Italie a-t-elle interdit DeepSeek ?",
+            "answer": "L'Italie a interdit DeepSeek le 30 janvier pour des raisons de transfert de données.",
+        },
+        {
+            "id": "g-004",
+            "question": "Quand l'Italie a-t-elle interdit DeepSeek ?",
+            "answer": "L'Italie a interdit DeepSeek le 30 janvier 2019.",
+        },
+        {"id": "g-006", "question": "Quel est le budget de l'AI Office ?", "answerable": False},
+    ]
+    items = tmp_path / "gold.jsonl"
+    lines = [json.dumps(row | {"evidence": [evidence], "source": ARTICLE.name}, ensure_ascii=False) for row in rows]
+    items.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    report = run_bench(REVERIFY, "--gold", "even", "--items", str(items), "--show", env=article_index)
+    assert report["replayed"] == 2  # the unanswerable item has no gold answer to check
+    assert report["changed"] == {"uncategorised: correct -> refused": 1}
+    (detail,) = report["details"]
+    assert detail["id"] == "g-004" and detail["withheld"][0][2] == "a year neither the passages nor the question state"
+    assert (detail["evidence_retrieved"], detail["evidence_shown"]) == (1.0, 1.0)
+    assert report["after"]["citation_precision"] == 1.0  # the true answer, cited to the article

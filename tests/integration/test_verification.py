@@ -345,6 +345,42 @@ def test_a_quantity_written_in_words_is_a_figure(embedder, sentence: str, suppor
         assert attribution.check.reason == "a figure no passage states"
 
 
+DEROGATIONS = passage(
+    1,
+    "g49",
+    "gdpr.txt",
+    "en",
+    "Points (a), (b) and (c) of the first subparagraph of paragraph 1 and the second subparagraph thereof shall not "
+    "apply to activities carried out by public authorities in the exercise of their public powers.",
+).model_copy(update={"heading_path": "CHAPTER V – Transfers > Article 49 – Derogations for specific situations"})
+
+
+@pytest.mark.parametrize(
+    ("sentence", "supported"),
+    [
+        # the article's number is in its heading, which the text under it does not repeat
+        (
+            "Points (a), (b) and (c) of Article 49(1) do not apply to public authorities acting in the exercise of "
+            "their public powers.",
+            True,
+        ),
+        # a number neither the text nor its heading states is still invented
+        (
+            "Points (a), (b) and (c) of Article 46(1) do not apply to public authorities acting in the exercise of "
+            "their public powers.",
+            False,
+        ),
+    ],
+)
+def test_a_heading_states_the_number_of_its_article(embedder, sentence: str, supported: bool) -> None:
+    sentences = build_passage_sentences(embedder, [DEROGATIONS])
+    question = "Can a public authority rely on the derogations of GDPR Article 49?"
+    attribution = Attributor(embedder, sentences, question=question, language="en").attribute(sentence)
+    assert attribution.supported is supported, attribution.check
+    if not supported:
+        assert attribution.check.reason == "a figure no passage states"
+
+
 RELEASE = passage(
     1,
     "r1",
