@@ -34,7 +34,8 @@ def sentences(text: str) -> list[str]:
 
 
 def check_item(verifier: Verifier, item: EvalItem) -> list[dict]:
-    """The gold sentences of `item` that some of its evidence sentences contradict, with how many and why."""
+    """The gold sentences of `item` that its evidence sentences contradict: all of them (misread) or some (exposed),
+    with the first one's reason."""
     evidence = [sentence for text in item.evidence for sentence in sentences(text)]
     found = []
     for claim in sentences(item.answer):

@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if (args.run is None) == (args.gold is None):
-        parser.error("give a saved run or --gold, not both")
+        parser.error("give either a saved run or --gold")
     items = {item.id: item for item in load_items(args.items)}
     run = (
         gold_run(select_split(list(items.values()), args.gold))
