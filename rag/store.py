@@ -26,7 +26,7 @@ from index.types import Chunk
 from rag.errors import IndexMismatchError
 from rag.language import LANGUAGES
 from rag.schema import DocumentRecord
-from rag.settings import Settings
+from rag.settings import DEFAULT_SEARCH_EF, Settings
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,8 @@ _COMPANIONS = (
 )
 _BUILDING_SUFFIX = "__building"
 _RETIRED_SUFFIX = "__retired"
+# How many hits past k a search asks for, so that equal distances at the k-th place are ordered by id (`_in_order`).
+_TIE_MARGIN = 8
 
 
 @dataclass
@@ -167,11 +169,12 @@ class ChromaStore:
     chunk id); chunk similarity search goes through langchain-chroma.
     """
 
-    def __init__(self, client: Any, name: str, model_name: str, dimension: int):
+    def __init__(self, client: Any, name: str, model_name: str, dimension: int, search_ef: int = DEFAULT_SEARCH_EF):
         self._client = client
         self.name = name
         self.model_name = model_name
         self.dimension = dimension
+        self.search_ef = search_ef
         self._open()
 
     def _open(self) -> None:
@@ -202,6 +205,8 @@ class ChromaStore:
             for p in _PARTITIONS
         }
         self._documents = self._client.get_or_create_collection(self.name + _DOCUMENTS_SUFFIX, embedding_function=None)
+        for collection in (*self._chunk_parts.values(), *self._sentence_parts.values()):
+            _explore(collection, self.search_ef)
         self._langchain = {
             p: Chroma(client=self._client, collection_name=collection.name, embedding_function=None)
             for p, collection in self._chunk_parts.items()
@@ -326,14 +331,12 @@ class ChromaStore:
                 return []
             got = sentences.query(
                 query_embeddings=[list(map(float, vector))],
-                n_results=k,
+                n_results=k + _TIE_MARGIN,
                 where=_source_filter(sources),
                 include=["distances"],  # the id says the rest; fetching metadata took ~40% of the time
             )
-            return [
-                SentenceHit(*_parse_sentence_id(sentence_id), 1.0 - float(distance))
-                for sentence_id, distance in zip(got["ids"][0], got["distances"][0], strict=True)
-            ]
+            found = _in_order(zip(got["ids"][0], got["distances"][0], strict=True), k)
+            return [SentenceHit(*_parse_sentence_id(sentence_id), 1.0 - distance) for sentence_id, distance in found]
 
         return _nearest(language, k, nearest_in)
 
@@ -376,12 +379,13 @@ class ChromaStore:
             if self._chunk_parts[partition].count() == 0:
                 return []
             found = self._langchain[partition].similarity_search_by_vector_with_relevance_scores(
-                list(map(float, vector)), k=k, filter=_source_filter(sources)
+                list(map(float, vector)), k=k + _TIE_MARGIN, filter=_source_filter(sources)
             )
+            documents = {doc.id: doc for doc, _ in found}
             # langchain reports cosine *distance* (1 - similarity) for a cosine collection.
             return [
-                ScoredChunk(Chunk.from_metadata(doc.id, doc.page_content, doc.metadata), 1.0 - float(distance))
-                for doc, distance in found
+                ScoredChunk(Chunk.from_metadata(i, documents[i].page_content, documents[i].metadata), 1.0 - distance)
+                for i, distance in _in_order(((doc.id, d) for doc, d in found), k)
             ]
 
         return _nearest(language, k, nearest_in)
@@ -425,10 +429,10 @@ def open_chroma_store(settings: Settings, model_name: str, dimension: int, *, bu
     """The live store, or (building=True) an empty one beside it for `rag index --rebuild`."""
     client = make_chroma_client(settings)
     if not building:
-        return ChromaStore(client, settings.collection, model_name, dimension)
+        return ChromaStore(client, settings.collection, model_name, dimension, settings.search_ef)
     name = settings.collection + _BUILDING_SUFFIX
     _drop_collections(client, name)
-    return ChromaStore(client, name, model_name, dimension)
+    return ChromaStore(client, name, model_name, dimension, settings.search_ef)
 
 
 def known_roots(settings: Settings) -> set[str]:
@@ -451,7 +455,7 @@ def swap_in(built: ChromaStore, target: str) -> ChromaStore:
             client.get_collection(target + suffix).modify(name=retired + suffix)
         client.get_collection(built.name + suffix).modify(name=target + suffix)
     _drop_collections(client, retired)
-    return ChromaStore(client, target, built.model_name, built.dimension)
+    return ChromaStore(client, target, built.model_name, built.dimension, built.search_ef)
 
 
 def _source_filter(sources: Sequence[str] | None) -> dict[str, Any] | None:
@@ -469,6 +473,23 @@ def _nearest(language: str | None, k: int, nearest_in: Callable[[str], list[_Hit
     if language:
         return nearest_in(_partition(language))
     return heapq.nlargest(k, (hit for partition in _PARTITIONS for hit in nearest_in(partition)), key=_score)
+
+
+def _explore(collection: Any, search_ef: int) -> None:
+    """Sets how many candidates the collection's HNSW index explores per search, when it differs: a query-time
+    setting Chroma lets change on an existing collection, read when a process first loads the collection's index
+    (so before this store reads anything)."""
+    hnsw = (getattr(collection, "configuration", None) or {}).get("hnsw") or {}
+    if hnsw.get("ef_search") != search_ef:
+        collection.modify(configuration={"hnsw": {"ef_search": search_ef}})
+
+
+def _in_order(hits: Iterable[tuple[str, float]], k: int) -> list[tuple[str, float]]:
+    """The k nearest of (id, distance) hits, equal distances by id. A sentence in the overlap of two chunks is
+    stored twice with one vector; HNSW returns such ties in an order that can change from one process to the
+    next, and with it the chunks a question gets. Asking `_TIE_MARGIN` more than k keeps a tie at the k-th
+    place from being cut by that order."""
+    return sorted(((i, float(d)) for i, d in hits), key=lambda hit: (hit[1], hit[0]))[:k]
 
 
 def _score(hit: SentenceHit | ScoredChunk) -> float:

@@ -138,3 +138,21 @@ def test_gold_answers_go_through_the_same_checks_as_a_model_s(article_index: dic
     assert detail["id"] == "g-004" and detail["withheld"][0][2] == "a year neither the passages nor the question state"
     assert (detail["evidence_retrieved"], detail["evidence_shown"]) == (1.0, 1.0)
     assert report["after"]["citation_precision"] == 1.0  # the true answer, cited to the article
+
+
+def test_the_vector_index_bench_compares_its_search_with_exhaustive_search(article_index: dict[str, str]):
+    """`bench/vector_recall.py` (how `RAG_SEARCH_EF` was chosen), one process per ef_search value."""
+    rows = run_bench(REPO / "bench" / "vector_recall.py", "--ef", "10,1000", env=article_index)
+    assert {row["collection"] for row in rows} == {"rag__fr", "rag__sentences__fr"}  # the article is French
+    assert sorted((row["collection"], row["ef_search"]) for row in rows) == [
+        ("rag__fr", 10),
+        ("rag__fr", 1000),
+        ("rag__sentences__fr", 10),
+        ("rag__sentences__fr", 1000),
+    ]
+    for row in rows:
+        assert row["k"] == (60 if "sentences" in row["collection"] else 20) and row["questions"] > 100
+        assert 0.0 <= row["worst_recall"] <= row["recall"] <= 1.0
+    # On an index this small, exploring 1,000 candidates is exhaustive search (but for equal distances at the
+    # last place, a sentence stored in two overlapping chunks, which the two searches may order otherwise).
+    assert all(row["recall"] >= 0.98 for row in rows if row["ef_search"] == 1000)
