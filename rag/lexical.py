@@ -76,6 +76,16 @@ def light_stem(token: str) -> str:
     return token
 
 
+# French and English cognates share their first five letters ("régulation"/"regulation", "modèle"/"model",
+# "accès"/"access", "transfert"/"transfer"): how words of the two languages are compared.
+COGNATE_LETTERS = 5
+
+
+def cognates(tokens: Iterable[str]) -> set[str]:
+    """Tokens (`analyze`'s) as they compare across French and English: their first `COGNATE_LETTERS` letters."""
+    return {token[:COGNATE_LETTERS] for token in tokens}
+
+
 def analyze(text: str) -> list[str]:
     """Tokens for matching words in either language: elisions (l'/d'/qu'...) removed, folded, stopwords of both
     languages dropped, plural and feminine endings stemmed (`light_stem`)."""

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from rag.lexical import fold, strip_elision
+from rag.lexical import COGNATE_LETTERS, fold, strip_elision
 
 # "not_supported" is the similarity stage's (no passage matched); a verifier says "supported" or "contradicted".
 Verdict = Literal["supported", "contradicted", "not_supported"]
@@ -71,10 +71,10 @@ _NOT_ONLY = re.compile(
     r"|(?:\bnot\s+|n't\s+)(?:only|just|merely|simply|solely)\b"
 )
 _ONLY = re.compile(r"\b(?:only|solely|exclusively|merely|seulement|uniquement|exclusivement)\b")
-# What a negation applies to: the next few content words. Compared by their first five letters, which French
-# and English cognates share ("comparable"/"compare", "acces"/"access", "transfert"/"transfer").
+# What a negation applies to: the next few content words, compared as cognates are (their first
+# `COGNATE_LETTERS` letters: "comparable"/"compare").
 _SCOPE_WORDS = 3
-_PREFIX = 5
+_PREFIX = COGNATE_LETTERS
 _NOT_CONTENT = frozenset(
     "avait avoir etait etre etaient sont peut peuvent pourrait pourraient doit doivent would could should "
     "might must shall been being have having does doesn't there their which where about avec dans pour entre "

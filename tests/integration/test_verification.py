@@ -238,6 +238,40 @@ def test_a_cross_language_paraphrase_is_supported(embedder) -> None:
     assert [c.chunk_id for c in result.citations] == ["c3"]
 
 
+SERVING = "All DeepSeek-V3/R1 inference services are served on H800 GPUs with precision consistent with training."
+DIVIDE = (
+    "Le risque de censure et de transfert de données de DeepSeek ne fera qu’exacerber et accélérer la fracture "
+    "dans le secteur mondial de l’IA."
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "language", "question", "claim", "supported"),
+    [
+        # a translation shares cognates with its original ("GPU", "H800"); its cosine alone is 0.84
+        (SERVING, "en", "Sur quels GPU tournent les services de DeepSeek ?", "Sur des GPU Nvidia H800.", True),
+        # on the same topic, saying something else: cosine 0.86, few cognates ("transfer", "censor")
+        (
+            DIVIDE,
+            "fr",
+            "What could deepen the divide in the global AI sector?",
+            "The possibility of more limited technology transfers and cooperation with the US, and growing concerns "
+            "about data censorship issues coming from China.",
+            False,
+        ),
+    ],
+)
+def test_across_languages_words_are_compared_as_cognates(
+    embedder, text: str, language: str, question: str, claim: str, supported: bool
+) -> None:
+    """Across languages the cosine alone cannot tell a translation from a sentence on the same topic (both pairs
+    here sit around 0.85); the cognates the two sentences share can (pairs of the tuned sets)."""
+    sentences = build_passage_sentences(embedder, [passage(1, "x1", "doc.md", language, text)])
+    other = "fr" if language == "en" else "en"
+    attribution = Attributor(embedder, sentences, question=question, language=other).attribute(claim)
+    assert attribution.supported is supported
+
+
 FAQ = passage(
     1, "f1", "faq.md", "fr", "L'entraînement de DeepSeek-R1 a coûté 5,6 millions de dollars, selon l'entreprise."
 )
@@ -330,7 +364,8 @@ REVIEW = passage(
 @pytest.mark.parametrize(
     ("sentence", "supported"),
     [
-        ("Les décisions sont réexaminées au moins tous les quatre ans.", True),
+        ("Un mécanisme de révision périodique a lieu au moins tous les quatre ans.", True),
+        ("The decisions are reviewed at least every four years.", True),
         ("Les décisions sont réexaminées au moins tous les deux ans.", False),
         ("The decisions are reviewed at least every two years.", False),
     ],
