@@ -41,12 +41,12 @@ from rag.settings import Settings  # noqa: E402
 EVAL = REPO.parent / "shared" / "eval"
 
 
-def as_passage(text: str, source: str) -> Passage:
+def as_passage(text: str) -> Passage:
     return Passage(
         n=1,
         chunk_id="evidence",
-        source=source,
-        title=source,
+        source="evidence",
+        title="evidence",
         start=0,
         end=len(text),
         text=text,
@@ -64,7 +64,7 @@ class EvidencePassages:
 
     def __call__(self, text: str) -> PassageSentences:
         if text not in self._built:
-            self._built[text] = build_passage_sentences(self.encoder, [as_passage(text, "evidence")])[0]
+            self._built[text] = build_passage_sentences(self.encoder, [as_passage(text)])[0]
         return self._built[text]
 
 

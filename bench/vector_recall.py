@@ -30,13 +30,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from rag.evaluation import load_items  # noqa: E402
+from rag.retrieval import FusionWeights  # noqa: E402
 from rag.service import RagService  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 from rag.store import make_chroma_client  # noqa: E402
 
 EVAL = REPO.parent / "shared" / "eval"
-# What retrieval asks of each language's collection (`FusionWeights.candidates` chunks, three times as many sentences).
-WANTED = {"chunks": 20, "sentences": 60}
+# What retrieval asks of each language's collection.
+WANTED = {"chunks": FusionWeights().candidates, "sentences": FusionWeights().sentence_hits}
 
 
 def measure(collection, questions: np.ndarray, k: int, ef: int) -> dict:

@@ -620,7 +620,7 @@ class Attributor:
                 unnamed |= {names[name] for name in missing_names}
                 continue
             best = int(np.argmax(np.where(passes, combined, -np.inf)))
-            # Ranked with the gap added back; the score shown is the comparison's own.
+            # Ranked with the gap added back (as before); the score shown leaves it out.
             gap = (1 - config.lexical_weight) * CROSS_LANGUAGE_GAP if units.cross_language else 0.0
             candidate = (float(combined[best]), float(combined[best]) - gap, index, best)
             (other_figures if stating and index not in stating else scored).append(candidate)

@@ -46,6 +46,12 @@ class FusionWeights:
     # A BM25 top hit scoring this many times the runner-up keeps a place (None: never); see `_decisive`.
     decisive_lexical_ratio: float | None = 2.0
 
+    @property
+    def sentence_hits(self) -> int:
+        """Sentences asked of a sentence search: several of one chunk can come first and only each chunk's best
+        counts, so three times `candidates` leave about `candidates` chunks."""
+        return 3 * self.candidates
+
 
 @dataclass
 class _Candidate:
@@ -160,7 +166,7 @@ class HybridRetriever:
             found.chunks[hit.chunk.id] = hit.chunk
             found.chunk_similarity[hit.chunk.id] = max(found.chunk_similarity.get(hit.chunk.id, -1.0), hit.score)
         best_per_chunk: dict[str, float] = {}
-        for hit in self.store.sentence_search(vector.tolist(), 3 * w.candidates, sources, language):
+        for hit in self.store.sentence_search(vector.tolist(), w.sentence_hits, sources, language):
             best_per_chunk.setdefault(hit.chunk_id, hit.score)  # hits come best first
         for chunk_id_, score in list(best_per_chunk.items())[: w.candidates]:
             found.sentence_similarity[chunk_id_] = max(found.sentence_similarity.get(chunk_id_, -1.0), score)
@@ -256,7 +262,7 @@ class HybridRetriever:
             for rank, hit in enumerate(hits, start=1):
                 candidates[hit.chunk.id] = _Candidate(hit.chunk, (hit.chunk.id,), hit.score, dense_rank=rank)
             best_per_chunk: dict[str, float] = {}
-            for hit in self.store.sentence_search(vector.tolist(), 3 * w.candidates, sources, within):
+            for hit in self.store.sentence_search(vector.tolist(), w.sentence_hits, sources, within):
                 best_per_chunk.setdefault(hit.chunk_id, hit.score)  # hits come best first
             for rank, (chunk_id_, score) in enumerate(list(best_per_chunk.items())[: w.candidates], start=1):
                 sentence_ranks[chunk_id_] = (rank, score)
