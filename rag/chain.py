@@ -14,7 +14,15 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from rag.citations import AttributionConfig, Attributor, CitationStreamer, SentenceEncoder, build_passage_sentences
-from rag.generation import CONFLICT_NOTES, REFUSALS, ChatGenerator, GenerationRequest, Generator, select_excerpts
+from rag.generation import (
+    CONFLICT_NOTES,
+    DENIALS,
+    REFUSALS,
+    ChatGenerator,
+    GenerationRequest,
+    Generator,
+    select_excerpts,
+)
 from rag.language import LANGUAGES, Language, detect_language
 from rag.lexical import analyze
 from rag.retrieval import HybridRetriever
@@ -206,6 +214,7 @@ class AnswerChain:
             refusal=REFUSALS[request.language],
             drop_unsupported=self.drop_unsupported,
             conflict_note=CONFLICT_NOTES[request.language],
+            denial=DENIALS[request.language],
         )
 
 

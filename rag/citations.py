@@ -25,7 +25,7 @@ from index.chunking import split_sentences
 from rag.language import CROSS_LANGUAGE_GAP, Language, detect_language
 from rag.lexical import analyze, cognates, fold
 from rag.schema import Citation, Passage, StreamEvent, Support, UnsupportedSentence
-from rag.verification import SUPPORTED, Check, MeaningRules, Verifier, split_yes_no
+from rag.verification import SUPPORTED, Check, MeaningRules, Verifier, negated, split_yes_no
 
 # "[1]", "[1, 2]", "[1][3]", "[Passage 2]", "[source 1]" as models write them.
 _MARKER = re.compile(r"\s*\[(?:passage|source|doc(?:ument)?)?\s*(\d+(?:\s*[,;]\s*\d+)*)\]", re.IGNORECASE)
@@ -189,6 +189,8 @@ class SentenceAttribution:
     check: Check = SUPPORTED  # the verdict, with its reason when the sentence is not supported
     # Another source that says otherwise (passage index, span start, span end), with what it says differently.
     conflict: tuple[tuple[int, int, int], Support] | None = None
+    # For a "Yes, …" the passages contradict: a quote that says no to the question itself, to answer "No" with.
+    denial: tuple[tuple[int, int, int], Support] | None = None
 
 
 _NO_PASSAGE = Check("not_supported")
@@ -531,7 +533,8 @@ class Attributor:
                 check = Check("not_supported", f"no passage speaks of {', '.join(sorted(unnamed))}")
             else:
                 check = _NO_PASSAGE
-            return SentenceAttribution(sentence, supported=False, check=check)
+            denial = self._denial(checked, contradicting)
+            return SentenceAttribution(sentence, supported=False, check=check, denial=denial)
         chosen = self._chosen(supporting, answer_tokens)
         citations = []
         for _, _, index, unit in chosen:
@@ -639,6 +642,24 @@ class Attributor:
                 supporting.append(candidate)
         return supporting, contradicting
 
+    def _denial(
+        self, checked: str, contradicting: list[tuple[_Candidate, Check]]
+    ) -> tuple[tuple[int, int, int], Support] | None:
+        """For a claim that says yes: the best contradicting quote that the verifier finds says no to the question
+        itself ("Est-ce que R1 consomme davantage d'énergie ?" against "consommer beaucoup moins d'énergie"). The
+        documents then answer the question, the other way: a refusal would say they are silent, which is false.
+        Not for a question that is negative itself ("Sans décision d'adéquation, peut-il …?"): there a bare "No"
+        reads both ways, and which words its negation covers is the rules' least sure reading."""
+        if split_yes_no(checked)[0] != "yes" or negated(self._question):
+            return None
+        for candidate, check in contradicting:
+            asked = self.verifier.verify(self._question, self._unit_text(candidate), question=self._question)
+            if asked.verdict == "contradicted":
+                _, score, index, unit = candidate
+                key = (index, *self._sentences[index].spans[self._units[index].sentence_of[unit]])
+                return key, Support(verdict="supported", score=round(score, 3), reason=check.reason)
+        return None
+
     def _chosen(self, supporting: list[_Candidate], answer_tokens: set[str]) -> list[_Candidate]:
         """The best support, and a second one only for what it adds: two passages stating the same fact would
         make one of them a citation the reader checks for nothing. The question's own words add nothing."""
@@ -732,14 +753,25 @@ class CitationStreamer:
     With `drop_unsupported` (the default, `RAG_DROP_UNSUPPORTED=true`), a sentence goes out only once verified,
     whole, with its citation marks: an unsupported one is withheld and kept in `unsupported`, and the model's own "the
     documents don't say" is dropped once any claim is verified, so an answer never states something and then
-    denies it. Without it, everything streams as written and unsupported sentences are only flagged."""
+    denies it. A first claim that says yes where a passage says no to the question becomes that "No", in the
+    passage's words (`denial`). Without it, everything streams as written and unsupported sentences are only
+    flagged."""
 
     def __init__(
-        self, attributor: Attributor, *, refusal: str, drop_unsupported: bool = False, conflict_note: str = ""
+        self,
+        attributor: Attributor,
+        *,
+        refusal: str,
+        drop_unsupported: bool = False,
+        conflict_note: str = "",
+        denial: str = "",
     ):
         self.attributor = attributor
         self.refusal = refusal  # said at the end when no sentence of the answer is supported
         self.conflict_note = conflict_note  # said after a sentence another source contradicts (and cited to it)
+        # With `drop_unsupported`: the answer given, with the quote ("No: the documents say “{quote}”"), when the
+        # first claim says yes and a quote says no to the question (see `Attributor._denial`).
+        self.denial = denial
         self.drop_unsupported = drop_unsupported
         self.numbering = CitationNumbering(attributor.passages)
         self._raw = ""  # model text received so far
@@ -830,14 +862,14 @@ class CitationStreamer:
                 if not is_refusal(sentence):  # "the documents don't say" is no claim to list
                     self._unsupported.append(withheld)
                 self._emitted_upto = end
+                if attribution.denial and self.denial and not self._any_supported:
+                    yield from self._deny(separator, *attribution.denial)
                 return
             self._unsupported.append(withheld)
         if self.drop_unsupported:
             # Nothing of this sentence went out yet: send it whole, with the separator before it (and the short
             # fragments held before it).
-            prefix = separator if self._output or self._held else ""
-            held, self._held = self._held, ""
-            yield self._emit(held + prefix + sentence)
+            yield self._release(separator, sentence)
         elif end > self._emitted_upto:
             yield self._emit(cleaned[self._emitted_upto : end])
         self._emitted_upto = end
@@ -857,6 +889,21 @@ class CitationStreamer:
             else:
                 yield self._emit(" " + "".join(f"[{n}]" for n in numbers))
             yield StreamEvent(type="citations", citations=new)
+
+    def _deny(self, separator: str, key: tuple[int, int, int], support: Support) -> Iterator[StreamEvent]:
+        """Answer no with the quote that says so, cited to it, in place of the withheld yes."""
+        index, start, end = key
+        quote = self.attributor.passages[index].text[start:end].strip()
+        n, citation = self.numbering.number(key, support)
+        yield self._release(separator, self.denial.format(quote=quote) + f" [{n}]")
+        yield StreamEvent(type="citations", citations=[citation] if citation else [])
+        self._any_supported = True
+
+    def _release(self, separator: str, text: str) -> StreamEvent:
+        """Send verified text whole, after the short fragments held for it and the separator before it."""
+        prefix = separator if self._output or self._held else ""
+        held, self._held = self._held, ""
+        return self._emit(held + prefix + text)
 
     def _raw_segment_for(self, sentence: str) -> str:
         """The raw model text around a sentence, to read the brackets the model put after it."""

@@ -15,7 +15,9 @@ Matching rules, stated so the numbers can be read:
   share of evidence spans covered by a cited passage;
 - answer correctness: the gold answer's key terms (content words and numbers, through the same analyzer as
   BM25: accents, elisions, stopwords of both languages and plural endings folded) found in the answer; an item
-  counts as correct when at least half are found. Refused answers are not correct.
+  counts as correct when at least half are found. Refused answers are not correct. When the gold answer opens
+  with yes or no ("Non, …", "Yes, …"), the answer must open with the same word: the key terms of "Yes, the
+  controls are working" and "No, the controls are not working" are the same, and the first is wrong.
 
 Breakdowns, so a change that helps one kind of question and hurts another shows:
 - `by_category`: the headline metrics per `category` ("uncategorised" when an item has none);
@@ -47,6 +49,7 @@ from rag.citations import is_refusal, strip_markers
 from rag.language import detect_language
 from rag.lexical import analyze, fold
 from rag.schema import Answer
+from rag.verification import split_yes_no
 
 Split = Literal["even", "odd", "all"]
 # An answer function: the question and the conversation before it (empty for a standalone question).
@@ -161,6 +164,12 @@ def answer_sentences(text: str) -> list[str]:
     return [cleaned[a:b] for a, b in split_sentences(cleaned)]
 
 
+def same_yes_no(gold: str, answer: str) -> bool:
+    """Whether the answer says yes or no as the gold answer does (true when the gold answer says neither)."""
+    expected, _ = split_yes_no(gold)
+    return expected is None or split_yes_no(answer)[0] == expected
+
+
 def claims_beside_refusal(text: str) -> bool:
     """True for an answer that says something and also that the documents don't say it ("… low cost. The
     documents do not contain the answer."): the user cannot tell which half to believe."""
@@ -200,7 +209,8 @@ def score_item(item: EvalItem, answer: Answer) -> dict[str, Any]:
     gold = key_terms(item.answer)
     found = gold & key_terms(answer.answer)
     result["key_terms_found"] = round(len(found) / len(gold), 3) if gold else None
-    result["correct"] = (not answer.refused) and bool(gold) and len(found) / len(gold) >= 0.5
+    enough = bool(gold) and len(found) / len(gold) >= 0.5
+    result["correct"] = not answer.refused and enough and same_yes_no(item.answer, answer.answer)
     return result
 
 

@@ -34,6 +34,12 @@ CONFLICT_NOTES: dict[Language, str] = {
     "en": "The sources differ on this point",
 }
 
+# The answer when the model said yes and a passage says no to the question (the quote is the passage's own words).
+DENIALS: dict[Language, str] = {
+    "fr": "Non : les documents disent « {quote} »",
+    "en": "No: the documents say “{quote}”",
+}
+
 # Document text is untrusted: the prompt holds each excerpt in its own <document> block, which the system prompt
 # declares to be data, and which no document can close (see `format_context`). Sentences addressed to an AI are
 # also kept out of the prompt, as a second line of defence: this pattern runs on normalised, folded text (no

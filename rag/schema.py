@@ -38,7 +38,11 @@ class Support(BaseModel):
     )
     score: float = Field(0.0, description="The similarity stage's score of the sentence against the quote (0-1).")
     missing: list[str] = Field(default_factory=list, description="For 'partly': what the quote does not state.")
-    reason: str = Field("", description="For 'differs': what this source says differently.")
+    reason: str = Field(
+        "",
+        description="For 'differs': what this source says differently; for the quote an answer's 'No' rests on "
+        "(the model said yes, this passage says otherwise): how it says no.",
+    )
 
 
 class CitationBox(BaseModel):

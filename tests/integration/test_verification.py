@@ -9,7 +9,7 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
 from rag.citations import Attributor, CitationStreamer, build_passage_sentences, grounded_names, is_question
-from rag.generation import ChatGenerator, Excerpt, GenerationRequest
+from rag.generation import DENIALS, ChatGenerator, Excerpt, GenerationRequest
 from rag.schema import Passage
 from rag.verification import MeaningRules, SimilarityOnly, negated
 
@@ -189,15 +189,15 @@ EU = passage(
 REFUSAL = "The documents do not contain the answer to this question."
 
 
-def answer_with(answer: str, question: str, embedder, verifier) -> tuple:
+def answer_with(answer: str, question: str, embedder, verifier, denial: str = "", passages=(COMPARE, SCORES, EU)):
     """`answer` streamed by a fake chat model through the citation streamer (withholding, the default)."""
-    passages = [COMPARE, SCORES, EU]
+    passages = list(passages)
     generator = ChatGenerator("fake", GenericFakeChatModel(messages=iter([AIMessage(content=answer)])))
     sentences = build_passage_sentences(embedder, passages)
     request = GenerationRequest(question, "en", passages, sentences, embedder.encode([question], "query")[0])
     request.excerpts = [Excerpt(i, p.text) for i, p in enumerate(passages)]
     attributor = Attributor(embedder, sentences, question=question, language="en", verifier=verifier)
-    streamer = CitationStreamer(attributor, refusal=REFUSAL, drop_unsupported=True)
+    streamer = CitationStreamer(attributor, refusal=REFUSAL, drop_unsupported=True, denial=denial)
     events = [event for token in generator.stream(request) for event in streamer.feed(token)]
     events += list(streamer.finish())
     return streamer.result(), "".join(e.text for e in events if e.type == "token")
@@ -219,6 +219,31 @@ def test_a_contradicted_sentence_is_withheld_with_its_reason(embedder, bad: str,
     # The similarity stage alone cites it: only the second stage keeps it from the reader.
     baseline, _ = answer_with(bad, question, embedder, SimilarityOnly())
     assert not baseline.refused and baseline.citations
+
+
+def test_a_yes_the_passages_deny_becomes_a_no_with_the_quote_that_says_so(embedder) -> None:
+    """The documents are not silent on "is it easy to compare?": they say it is hardly comparable. The model's
+    "Yes" is withheld, and the answer is "No" in the passage's own words, cited to it."""
+    bad, question = (
+        "Yes, DeepSeek is easy to compare with other models.",
+        "Is DeepSeek easy to compare with other models?",
+    )
+    result, streamed = answer_with(bad, question, embedder, MeaningRules(), denial=DENIALS["en"])
+    assert streamed == result.text == f"No: the documents say “{COMPARE.text}” [1]"
+    assert not result.refused and [c.chunk_id for c in result.citations] == ["c1"]
+    assert [(s.text, s.verdict) for s in result.unsupported] == [(bad, "contradicted")]
+    # No "No" is made up from a "Yes" withheld for what it adds (a figure of another model) rather than because
+    # the passage denies what was asked, nor for a negative question, where a bare "No" reads both ways.
+    consent = passage(4, "g1", "gdpr.md", "en", "A transfer shall take place only if the data subject has consented.")
+    for bad, question in [
+        ("Yes, Qwen2.5 scores 88.5 on MMLU.", "Does Qwen2.5 do well on MMLU?"),
+        # the quote's "only if" contradicts the plain yes; the question's "without" reads as covering "transfer"
+        ("Yes, a transfer can take place with consent.", "Without safeguards, can a transfer rest on consent?"),
+    ]:
+        passages = (COMPARE, SCORES, EU, consent)
+        result, _ = answer_with(bad, question, embedder, MeaningRules(), denial=DENIALS["en"], passages=passages)
+        assert result.refused and result.text == REFUSAL
+        assert [(s.text, s.verdict) for s in result.unsupported] == [(bad, "contradicted")]
 
 
 def test_a_true_sentence_beside_a_contradicted_one_is_kept_and_cited(embedder) -> None:

@@ -338,3 +338,31 @@ def test_evidence_shown_counts_a_span_whose_sentence_reaches_the_prompt_from_its
     assert evidence_shown(item, [("corpus/a.md", "… It cost 5.6 million dollars to train. Then …")]) == 0.5
     assert evidence_shown(item, [("corpus/c.md", "It cost 5.6 million dollars to train.")]) == 0.0
     assert evidence_shown(item, [("a.md", "trained on"), ("b.md", "in Paris")]) == 0.5
+
+
+def test_a_yes_no_answer_is_correct_only_with_the_gold_answers_yes_or_no() -> None:
+    """ "Yes, the controls are working" holds every key term of "No, the controls are not working"."""
+    asked = {
+        "id": "t-1",
+        "question": "Are the export controls working?",
+        "answer": "No, the export controls do not seem to be working.",
+        "answerable": True,
+        "source": "a.txt",
+        "evidence": "export controls do not seem to be working",
+    }
+    item = EvalItem.from_json(asked)
+    said = {
+        text: score_item(item, Answer(answer=text, language="en"))["correct"]
+        for text in (
+            "Yes, the export controls seem to be working.",
+            "No: the export controls do not seem to be working.",
+            "The export controls do not seem to be working.",
+        )
+    }
+    assert said == {
+        "Yes, the export controls seem to be working.": False,
+        "No: the export controls do not seem to be working.": True,
+        "The export controls do not seem to be working.": False,  # a yes/no question is answered yes or no first
+    }
+    fact = EvalItem.from_json({**asked, "answer": "The export controls."})  # a gold answer without yes or no
+    assert score_item(fact, Answer(answer="Yes, the export controls.", language="en"))["correct"]
