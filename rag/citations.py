@@ -23,9 +23,9 @@ import numpy as np
 
 from index.chunking import split_sentences
 from rag.language import CROSS_LANGUAGE_GAP, Language, detect_language
-from rag.lexical import analyze, cognates, fold
+from rag.lexical import COGNATE_LETTERS, analyze, cognates, fold
 from rag.schema import Citation, Passage, StreamEvent, Support, UnsupportedSentence
-from rag.verification import SUPPORTED, Check, MeaningRules, Verifier, negated, split_yes_no
+from rag.verification import SUPPORTED, Check, MeaningRules, Verifier, figures_bound, negated, split_yes_no
 
 # "[1]", "[1, 2]", "[1][3]", "[Passage 2]", "[source 1]" as models write them.
 _MARKER = re.compile(r"\s*\[(?:passage|source|doc(?:ument)?)?\s*(\d+(?:\s*[,;]\s*\d+)*)\]", re.IGNORECASE)
@@ -255,6 +255,24 @@ def grounded_names(claim: str, question: str) -> dict[str, str]:
     return names
 
 
+def figure_owners(claim: str) -> list[tuple[str, dict[str, str]]]:
+    """Each figure of a claim given to someone ("Mistral Large 2 has 540 billion parameters"), with the plain names
+    of its clause (capitalised words of four letters or more, by their first `COGNATE_LETTERS` letters, as
+    written): whose figure it is. Versioned and CamelCase names are `grounded_names`' already; acronyms
+    ("EU"/"UE", "AI"/"IA") are spelt otherwise in the other language, and "China"/"Chine" share no prefix, so a
+    figure's names count as stated when any one of them is."""
+    owned = []
+    for figure, names in figures_bound(claim, as_written=True):
+        plain = {
+            fold(name)[:COGNATE_LETTERS]: name
+            for name in names
+            if name.isalpha() and len(name) >= 4 and not name.isupper()
+        }
+        if plain:
+            owned.append((figure, plain))
+    return owned
+
+
 # Figures, not digits inside names: "R1", "V3", "H800" and "DeepSeek-R1" are identifiers.
 _NUMBER = re.compile(r"(?<![\w.,])(?<![^\W\d_]-)\d+(?:[ \u00a0\u202f.,]\d{3})*(?:[.,]\d+)?")
 
@@ -481,6 +499,7 @@ class Attributor:
         self._passage_names = [
             name_pieces(" ".join((p.text, p.title, p.heading_path, p.source))) for p in self.passages
         ]
+        self._passage_folded = [fold(" ".join((p.text, p.title, p.heading_path, p.source))) for p in self.passages]
 
     @classmethod
     def for_passages(cls, encoder: SentenceEncoder, passages: Sequence[Passage], config=None) -> Attributor:
@@ -521,6 +540,7 @@ class Attributor:
         numbers = _numbers(checked)
         figures = numbers - _years(checked)
         invented = self._invented_number(numbers, figures) or self._other_measure(checked, figures)
+        invented = invented or self._unowned_figure(checked)
         if invented is not None:
             return SentenceAttribution(sentence, supported=False, check=invented)
         answer_tokens = set(words)
@@ -559,6 +579,20 @@ class Attributor:
             # A year may come from another passage than the one cited (dating a passage's event from another
             # passage is the model's most common inference), but not from nowhere.
             return _INVENTED_YEAR
+        return None
+
+    def _unowned_figure(self, checked: str) -> Check | None:
+        """A figure the claim gives to someone that no passage gives with that someone named: "Mistral Large 2
+        has 540 billion parameters" beside a passage on Mistral Large 2 and another on "un modèle de 540 milliards
+        de paramètres en 2022", which never names Mistral. (Names are read in the passage's text, title,
+        headings and file name: a report's "we" is its title's model.)"""
+        for figure, names in figure_owners(checked):
+            stated = _numbers(figure)
+            if not any(
+                stated <= numbers and any(re.search(rf"\b{re.escape(name)}", folded) for name in names)
+                for numbers, folded in zip(self._passage_numbers, self._passage_folded, strict=True)
+            ):
+                return Check("not_supported", f"no passage gives {figure} for {', '.join(sorted(names.values()))}")
         return None
 
     def _other_measure(self, checked: str, figures: set[str]) -> Check | None:

@@ -173,8 +173,8 @@ def split_yes_no(claim: str) -> tuple[str | None, str]:
     return ("yes" if word in ("yes", "oui") else "no"), claim[match.end() :]
 
 
-def _figures_bound(text: str) -> list[tuple[str, set[str]]]:
-    """Each figure of a text with the names stated in its own clause."""
+def figures_bound(text: str, *, as_written: bool = False) -> list[tuple[str, set[str]]]:
+    """Each figure of a text with the names stated in its own clause (lower-cased, unless `as_written`)."""
     bound = []
     start = 0
     pieces = []
@@ -183,7 +183,7 @@ def _figures_bound(text: str) -> list[tuple[str, set[str]]]:
         start = match.end()
     pieces.append(text[start:])
     for piece in pieces:
-        names = {name.lower() for name in _NAME.findall(piece)}
+        names = {name if as_written else name.lower() for name in _NAME.findall(piece)}
         # Years date a statement rather than measure something of the name beside them.
         figures = [figure for figure in _FIGURE.findall(piece) if not _YEAR.fullmatch(figure)]
         bound.extend((figure.replace(",", "."), names) for figure in figures)
@@ -264,8 +264,8 @@ class MeaningRules:
         only with other figures."""
         spelled = {name.lower(): name for name in _NAME.findall(quote)}  # as the quote writes each name
         quote_names = set(spelled)
-        quote_bound = _figures_bound(quote)
-        for figure, claim_names in _figures_bound(claim):
+        quote_bound = figures_bound(quote)
+        for figure, claim_names in figures_bound(claim):
             shared = claim_names & quote_names
             if not shared:
                 continue

@@ -324,7 +324,7 @@ def test_two_sources_that_differ_are_both_cited_and_the_answer_says_so(embedder)
 LEASING = passage(
     1,
     "l1",
-    "inference.md",
+    "deepseek_v3_r1_inference_system_overview_en.md",  # its text never says whose costs: its name does
     "en",
     "Assuming the leasing cost of one H800 GPU is $2 per hour, the total daily cost amounts to $87,072.",
 )
@@ -369,6 +369,37 @@ def test_a_name_or_year_no_passage_states_is_not_supported(embedder, sentence, q
 def test_names_and_years_the_passages_or_question_state_pass(embedder, sentence, question) -> None:
     attribution = attribution_of(embedder, sentence, question)
     assert attribution.supported and attribution.citations
+
+
+SIZES = passage(
+    3,
+    "s1",
+    "faq.md",
+    "fr",
+    "Un modèle qui occupait 540 milliards de paramètres en 2022 peut aujourd'hui être égalé par un modèle de 3,8 "
+    "milliards de paramètres.",
+)
+MISTRAL = passage(4, "m1", "mistral.md", "fr", "Mistral Large 2 compte 123 milliards de paramètres.")
+
+
+@pytest.mark.parametrize(
+    ("sentence", "cited"),
+    [
+        # the question's model, another document's figure: that document never names Mistral
+        ("The Mistral Large 2 model has 540 billion parameters.", None),
+        ("The Mistral Large 2 model has 123 billion parameters.", "m1"),
+        # a figure no name is given in the claim's clause is not held to this
+        ("A model of 540 billion parameters in 2022 can be matched today by one of 3.8 billion.", "s1"),
+    ],
+)
+def test_the_passage_must_name_whose_figure_the_claim_gives(embedder, sentence: str, cited: str | None) -> None:
+    sentences = build_passage_sentences(embedder, [SIZES, MISTRAL])
+    question = "How many parameters does Mistral Large 2 have?"
+    attribution = Attributor(embedder, sentences, question=question, language="en").attribute(sentence)
+    if cited is None:
+        assert not attribution.supported and attribution.check.reason == "no passage gives 540 for Large, Mistral"
+    else:
+        assert attribution.supported and [SIZES, MISTRAL][attribution.citations[0][0]].chunk_id == cited
 
 
 def test_grounded_names_are_versioned_names_and_camelcase_names_the_question_lacks() -> None:
