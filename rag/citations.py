@@ -258,9 +258,9 @@ def grounded_names(claim: str, question: str) -> dict[str, str]:
 def figure_owners(claim: str) -> list[tuple[str, dict[str, str]]]:
     """Each figure of a claim given to someone ("Mistral Large 2 has 540 billion parameters"), with the plain names
     of its clause (capitalised words of four letters or more, by their first `COGNATE_LETTERS` letters, as
-    written): whose figure it is. Versioned and CamelCase names are `grounded_names`' already; acronyms
-    ("EU"/"UE", "AI"/"IA") are spelt otherwise in the other language, and "China"/"Chine" share no prefix, so a
-    figure's names count as stated when any one of them is."""
+    written): whose figure it is ("DeepSeek" is one; a versioned name such as "DeepSeek-V3" is `grounded_names`'
+    already). Acronyms ("EU"/"UE", "AI"/"IA") are spelt otherwise in the other language, and "China"/"Chine" share
+    no prefix, so a figure's names count as stated when any one of them is."""
     owned = []
     for figure, names in figures_bound(claim, as_written=True):
         plain = {

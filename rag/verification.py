@@ -90,12 +90,19 @@ def _folded(text: str) -> str:
 
 
 def _prefixes(words: list[str]) -> set[str]:
+    """The content words' first letters, read without their elision ("d'adéquation" compares "adequ")."""
+    words = [strip_elision(word) for word in words]
     return {word[:_PREFIX] for word in words if len(word) >= _PREFIX and word not in _NOT_CONTENT}
 
 
+_SCOPE_END = re.compile(r"[,;:.!?]\s")  # a comma, a semicolon, a colon or a sentence end, before a space
+
+
 def _scope(folded: str, end: int) -> set[str]:
-    """The prefixes of the content words a marker ending at `end` applies to: the next few."""
-    following = _WORD.findall(folded[end:])
+    """The prefixes of the content words a marker ending at `end` applies to: the next few, within its clause."""
+    after = folded[end:]
+    stop = _SCOPE_END.search(after)
+    following = _WORD.findall(after[: stop.start()] if stop else after)
     return _prefixes([w for w in following if len(w) >= _PREFIX and w not in _NOT_CONTENT][:_SCOPE_WORDS])
 
 

@@ -34,6 +34,13 @@ RULES = MeaningRules()
             "q",
         ),
         ("DeepSeek a eu accès aux puces.", "DeepSeek did not have access to the chips.", "q"),
+        # what a negation denies is read without its elision: "sans décision d'adéquation" denies "adequate"
+        (
+            "Oui, sans décision d'adéquation, un transfert peut reposer sur le consentement.",
+            "A transfer may take place where the Commission has decided that the country ensures an adequate level of "
+            "protection.",
+            "Sans décision d'adéquation, un transfert peut-il reposer sur le consentement ?",
+        ),
         # a plain "yes" where the source allows it only under a condition
         (
             "Yes, a court judgment may force a transfer of personal data.",
@@ -103,6 +110,13 @@ def test_rules_see_what_similarity_cannot(claim: str, quote: str, question: str)
         (
             "Sans décision d'adéquation, un transfert peut reposer sur le consentement explicite.",
             "In the absence of an adequacy decision, the data subject has explicitly consented to the transfer.",
+            "q",
+        ),
+        # a negation reaches no further than its clause: "ni garanties appropriées" does not deny the transfer
+        (
+            "Un transfert vers un pays tiers peut reposer sur le consentement explicite de la personne.",
+            "Sans décision d'adéquation ni garanties appropriées, un transfert vers un pays tiers peut reposer sur le "
+            "consentement explicite de la personne.",
             "q",
         ),
         # a year beside a name dates the statement; it is no figure of that name
