@@ -496,10 +496,9 @@ class Attributor:
                 self._context_measures.setdefault(figure, set()).update(measures)
         self._known_years = self._context_numbers | _numbers(question)  # a year stated somewhere, not invented
         # What each passage names, with where it comes from (a report's title names the model its text calls "we").
-        self._passage_names = [
-            name_pieces(" ".join((p.text, p.title, p.heading_path, p.source))) for p in self.passages
-        ]
-        self._passage_folded = [fold(" ".join((p.text, p.title, p.heading_path, p.source))) for p in self.passages]
+        described = [" ".join((p.text, p.title, p.heading_path, p.source)) for p in self.passages]
+        self._passage_names = [name_pieces(text) for text in described]
+        self._passage_folded = [fold(text) for text in described]
 
     @classmethod
     def for_passages(cls, encoder: SentenceEncoder, passages: Sequence[Passage], config=None) -> Attributor:
@@ -556,11 +555,7 @@ class Attributor:
             denial = self._denial(checked, contradicting)
             return SentenceAttribution(sentence, supported=False, check=check, denial=denial)
         chosen = self._chosen(supporting, answer_tokens)
-        citations = []
-        for _, _, index, unit in chosen:
-            sentence_index = self._units[index].sentence_of[unit]
-            start, end = self._sentences[index].spans[sentence_index]
-            citations.append((index, start, end))
+        citations = [self._quote_key(index, unit) for _, _, index, unit in chosen]
         quoted = " ".join(self.passages[index].text[start:end] for index, start, end in citations)
         missing = sorted(figures - _numbers(quoted))
         supports = [
@@ -588,8 +583,9 @@ class Attributor:
         headings and file name: a report's "we" is its title's model.)"""
         for figure, names in figure_owners(checked):
             stated = _numbers(figure)
+            named = [re.compile(rf"\b{re.escape(name)}") for name in names]
             if not any(
-                stated <= numbers and any(re.search(rf"\b{re.escape(name)}", folded) for name in names)
+                stated <= numbers and any(pattern.search(folded) for pattern in named)
                 for numbers, folded in zip(self._passage_numbers, self._passage_folded, strict=True)
             ):
                 return Check("not_supported", f"no passage gives {figure} for {', '.join(sorted(names.values()))}")
@@ -690,8 +686,8 @@ class Attributor:
             asked = self.verifier.verify(self._question, self._unit_text(candidate), question=self._question)
             if asked.verdict == "contradicted":
                 _, score, index, unit = candidate
-                key = (index, *self._sentences[index].spans[self._units[index].sentence_of[unit]])
-                return key, Support(verdict="supported", score=round(score, 3), reason=check.reason)
+                support = Support(verdict="supported", score=round(score, 3), reason=check.reason)
+                return self._quote_key(index, unit), support
         return None
 
     def _chosen(self, supporting: list[_Candidate], answer_tokens: set[str]) -> list[_Candidate]:
@@ -704,6 +700,11 @@ class Attributor:
             if len((answer_tokens - self._question_tokens) & (second - first)) >= config.second_adds:
                 chosen.append(supporting[1])
         return chosen
+
+    def _quote_key(self, index: int, unit: int) -> tuple[int, int, int]:
+        """What a citation quotes for a compared unit: the whole passage sentence it is (or is a clause of)."""
+        start, end = self._sentences[index].spans[self._units[index].sentence_of[unit]]
+        return index, start, end
 
     def _unit_text(self, candidate: _Candidate) -> str:
         _, _, index, unit = candidate
@@ -733,8 +734,7 @@ class Attributor:
         for (_, score, index, unit), reason in found:
             if self.passages[index].source in cited_sources:
                 continue
-            start, end = self._sentences[index].spans[self._units[index].sentence_of[unit]]
-            return (index, start, end), Support(verdict="differs", score=round(score, 3), reason=reason)
+            return self._quote_key(index, unit), Support(verdict="differs", score=round(score, 3), reason=reason)
         return None
 
 
