@@ -31,10 +31,14 @@ from rag.verification import SUPPORTED, Check, MeaningRules, Verifier, figures_b
 _MARKER = re.compile(r"\s*\[(?:passage|source|doc(?:ument)?)?\s*(\d+(?:\s*[,;]\s*\d+)*)\]", re.IGNORECASE)
 # A tail that may still grow into a marker: hold it back instead of streaming it.
 _PARTIAL_MARKER = re.compile(r"\s*\[[\w\s,;]{0,12}$", re.IGNORECASE)
+# One document or several, French or English, spelt out or contracted: "Le document 1 ne mentionne pas …" is as
+# much a refusal as "Les documents ne mentionnent pas …".
 _REFUSAL = re.compile(
-    r"(je ne sais pas|ne (le )?(disent|dit|précisent|mentionnent|contiennent|indiquent) pas|"
+    r"(je ne sais pas|ne (le |la |les )?(disent|dit|précisent|précise|mentionnent|mentionne|contiennent|contient|"
+    r"indiquent|indique|donnent|donne) pas|n['’](indiquent|indique|évoquent|évoque) pas|"
     r"aucune information|pas d'information|n'est pas (mentionné|indiqué|précisé)|"
-    r"i don't know|i do not know|(do|does) not (say|mention|contain|specify|state|provide)|"
+    r"i don['’]t know|i do not know|(do|does) not (say|mention|contain|specify|state|provide|give)|"
+    r"(don|doesn)['’]t (say|mention|contain|specify|state|provide|give)|"
     r"(is|are) not (mentioned|stated|specified|provided)|no information)",
     re.IGNORECASE,
 )

@@ -32,6 +32,21 @@ _MD_FOOTNOTE_REF = re.compile(r"[ \t]*\[\^[^\]]+\]")
 _MD_AUTOLINK = re.compile(r"<((?:https?|ftp|mailto):[^>\s]+)>")
 _HTML_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 _HTML_TAG = re.compile(r"</?[A-Za-z][^>]*>")
+_HTML_LINK = re.compile(r"<a\b[^>]*>.*?</a\s*>", re.IGNORECASE | re.DOTALL)
+_MIN_PROSE_WORDS = 4  # an HTML block with fewer words is layout (a logo's alt text, a badge's label)
+
+
+def _words(text: str) -> int:
+    return len(re.findall(r"[^\W\d_]{2,}", html.unescape(_HTML_TAG.sub(" ", text))))
+
+
+def _is_link_bar(block: str) -> bool:
+    """A bar of links ("🤗 Hugging Face | 🤖 ModelScope | 📑 Paper", "中文 ｜ English ｜ Français"): several links
+    and hardly a word outside them. It names pages elsewhere and says nothing; prose has words of its own
+    between its links, and a lone link is a title or a sentence ("Janus-Pro: Unified Multimodal …")."""
+    return len(_HTML_LINK.findall(block)) >= 2 and _words(_HTML_LINK.sub(" ", block)) < _MIN_PROSE_WORDS
+
+
 _MD_STRONG = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
 _MD_EM_STAR = re.compile(r"(?<![\w*\\])\*(?=[^\s*])(.+?)(?<=[^\s*\\])\*(?![\w*])")
 _MD_EM_UNDER = re.compile(r"(?<![\w\\])_(?=[^\s_])(.+?)(?<=[^\s_\\])_(?!\w)")
@@ -188,8 +203,9 @@ class _MarkdownParser:
             joined = "\n".join(chunk)
             in_comment = joined.count("<!--") > joined.count("-->")
             j += 1
-        text = collapse(html.unescape(_HTML_TAG.sub(" ", _HTML_COMMENT.sub(" ", "\n".join(chunk)))))
-        if len(re.findall(r"[^\W\d_]{2,}", text)) >= 4:
+        block = _HTML_COMMENT.sub(" ", "\n".join(chunk))
+        text = collapse(html.unescape(_HTML_TAG.sub(" ", block)))
+        if _words(text) >= _MIN_PROSE_WORDS and not _is_link_bar(block):
             self.out.add(_md_inline(text))
         return j
 

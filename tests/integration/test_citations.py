@@ -167,6 +167,9 @@ def test_a_verified_claim_is_never_followed_by_the_models_refusal(passages, embe
         f"C'est exact. {REFUSAL}",  # a fragment too short to verify goes out only beside verified text
         "Non, les passages ne disent pas que l'Italie a interdit DeepSeek le 30 janvier.",  # reads like passage 1
         "No. The documents do not say that Italy banned DeepSeek on 30 January.",
+        # one document, a singular verb: the same refusal ("ne mentionne pas" was read as a claim, and cited)
+        "Le document 1 ne mentionne pas la date à laquelle l'Italie a interdit DeepSeek.",
+        "The article doesn't say when Italy banned DeepSeek.",
     ],
 )
 def test_no_followed_by_the_documents_silence_is_a_refusal_and_nothing_else(passages, embedder, answer):

@@ -170,6 +170,27 @@ def test_markdown_structure(tmp_path: Path) -> None:
     assert "title:" not in doc.text and "<img" not in doc.text
 
 
+def test_markdown_drops_a_bar_of_links_and_keeps_a_linked_title(tmp_path: Path) -> None:
+    """A README's bar of links names pages elsewhere: indexed, it is a chunk that matches many questions and
+    answers none. Prose with links, and a lone linked title, stay."""
+    source = (
+        "# Projet\n\n"
+        '<p align="center"><a href="zh.md">中文</a> ｜ <a href="en.md">English</a> ｜ Français</p>\n\n'
+        '<p align="center">🤗 <a href="https://hf.co/x">Hugging Face</a> | 🤖 <a href="https://ms.cn/x">ModelScope</a>'
+        ' | 📑 <a href="https://arxiv.org/abs/1">Paper</a></p>\n\n'
+        '<a href="./report.pdf"><b>Projet: Unified Understanding and Generation</b></a>\n\n'
+        '<p>Le modèle est publié sur <a href="https://hf.co/x">Hugging Face</a> et sur '
+        '<a href="https://ms.cn/x">ModelScope</a> sous licence MIT.</p>\n'
+    )
+    doc = load(write(tmp_path, "readme.md", source.encode()))
+    assert "ModelScope | " not in doc.text and "English" not in doc.text and "Paper" not in doc.text
+    assert "Projet: Unified Understanding and Generation" in doc.text
+    assert "Le modèle est publié sur Hugging Face et sur ModelScope sous licence MIT." in doc.text
+    assert all(chunk.text == doc.text[chunk.start : chunk.end] for chunk in chunk_document(doc))
+    real = load(RELATED / "qwen_readme_fr.md")
+    assert "ModelScope" not in real.text[:500] and real.text.lstrip().startswith("[!Important]")
+
+
 @pytest.mark.parametrize(
     "name", ["pauseia_faq_risques_ia_course_deepseek_fr.md", "pauseia_propositions_pause_puces_traite_fr.md"]
 )
