@@ -31,15 +31,18 @@ from rag.verification import SUPPORTED, Check, MeaningRules, Verifier, figures_b
 _MARKER = re.compile(r"\s*\[(?:passage|source|doc(?:ument)?)?\s*(\d+(?:\s*[,;]\s*\d+)*)\]", re.IGNORECASE)
 # A tail that may still grow into a marker: hold it back instead of streaming it.
 _PARTIAL_MARKER = re.compile(r"\s*\[[\w\s,;]{0,12}$", re.IGNORECASE)
-# One document or several, French or English, spelt out or contracted: "Le document 1 ne mentionne pas …" is as
-# much a refusal as "Les documents ne mentionnent pas …".
 _REFUSAL = re.compile(
-    r"(je ne sais pas|ne (le |la |les )?(disent|dit|précisent|précise|mentionnent|mentionne|contiennent|contient|"
-    r"indiquent|indique|donnent|donne) pas|n['’](indiquent|indique|évoquent|évoque) pas|"
+    r"(je ne sais pas|ne (le )?(disent|dit|précisent|mentionnent|contiennent|indiquent) pas|"
     r"aucune information|pas d'information|n'est pas (mentionné|indiqué|précisé)|"
-    r"i don['’]t know|i do not know|(do|does) not (say|mention|contain|specify|state|provide|give)|"
-    r"(don|doesn)['’]t (say|mention|contain|specify|state|provide|give)|"
+    r"i don['’]t know|i do not know|(do|does) not (say|mention|contain|specify|state|provide)|"
+    r"(don|doesn)['’]t (say|mention|contain|specify|state|provide)|"
     r"(is|are) not (mentioned|stated|specified|provided)|no information)",
+    re.IGNORECASE,
+)
+# One document's silence, in the singular ("Le document 1 ne mentionne pas …"): a refusal only where a document is
+# named, since "le modèle ne contient pas de données personnelles" is a claim about the world.
+_ONE_DOCUMENT_SILENT = re.compile(
+    r"\bne (le |la |les )?(précise|mentionne|contient|indique|donne|évoque) pas|\bn['’](indique|évoque) pas",
     re.IGNORECASE,
 )
 
@@ -412,7 +415,8 @@ def says_documents_are_silent(sentence: str) -> bool:
     """A sentence about what the documents do not say ("No, the passages do not say that X", "Les documents ne
     contiennent pas la réponse"): the model's refusal, never a claim about the world, even when X reads like a
     passage (a negative claim about the world, "the regulation does not provide for it", names no document)."""
-    return is_refusal(sentence) and bool(_DOCUMENTS.search(sentence))
+    silent = is_refusal(sentence) or bool(_ONE_DOCUMENT_SILENT.search(sentence))
+    return silent and bool(_DOCUMENTS.search(sentence))
 
 
 def bare_yes_no(sentence: str) -> bool:

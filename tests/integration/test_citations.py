@@ -15,6 +15,7 @@ from rag.citations import (
     claim_of,
     clause_spans,
     is_refusal,
+    says_documents_are_silent,
     strip_markers,
 )
 from rag.evaluation import claims_beside_refusal
@@ -179,6 +180,14 @@ def test_no_followed_by_the_documents_silence_is_a_refusal_and_nothing_else(pass
     assert result.refused and result.text == REFUSAL and streamed_text(events) == REFUSAL
     assert result.citations == [] and result.unsupported == []
     assert not claims_beside_refusal(result.text)
+
+
+def test_one_documents_silence_is_a_refusal_and_a_negative_claim_about_the_world_is_not():
+    assert says_documents_are_silent("Le document index 1 ne mentionne pas la durée de l'entraînement.")
+    assert says_documents_are_silent("L'article n'indique pas quand l'Italie a interdit DeepSeek.")
+    assert says_documents_are_silent("The article doesn't say when Italy banned DeepSeek.")
+    for claim in ("Le modèle ne contient pas de données personnelles.", "L'AI Act ne donne pas de délai unique."):
+        assert not says_documents_are_silent(claim) and not is_refusal(claim)
 
 
 def test_the_documents_silence_is_no_claim_even_beside_a_passage_that_negates_too(embedder):
