@@ -37,14 +37,16 @@ _MIN_PROSE_WORDS = 4  # an HTML block with fewer words is layout (a logo's alt t
 
 
 def _words(text: str) -> int:
-    return len(re.findall(r"[^\W\d_]{2,}", html.unescape(_HTML_TAG.sub(" ", text))))
+    """Words of two letters or more in plain text (tags already removed)."""
+    return len(re.findall(r"[^\W\d_]{2,}", text))
 
 
 def _is_link_bar(block: str) -> bool:
     """A bar of links ("🤗 Hugging Face | 🤖 ModelScope | 📑 Paper", "中文 ｜ English ｜ Français"): several links
     and hardly a word outside them. It names pages elsewhere and says nothing; prose has words of its own
     between its links, and a lone link is a title or a sentence ("Janus-Pro: Unified Multimodal …")."""
-    return len(_HTML_LINK.findall(block)) >= 2 and _words(_HTML_LINK.sub(" ", block)) < _MIN_PROSE_WORDS
+    outside = html.unescape(_HTML_TAG.sub(" ", _HTML_LINK.sub(" ", block)))
+    return len(_HTML_LINK.findall(block)) >= 2 and _words(outside) < _MIN_PROSE_WORDS
 
 
 _MD_STRONG = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
