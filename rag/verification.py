@@ -89,10 +89,16 @@ def _folded(text: str) -> str:
     return fold(text).replace("’", "'")
 
 
-def _prefixes(words: list[str]) -> set[str]:
-    """The content words' first letters, read without their elision ("d'adéquation" compares "adequ")."""
+def _content_words(words: list[str]) -> list[str]:
+    """The content words, in order, read without their elision ("d'adéquation" is "adequation", and "d'une" is no
+    content word)."""
     words = [strip_elision(word) for word in words]
-    return {word[:_PREFIX] for word in words if len(word) >= _PREFIX and word not in _NOT_CONTENT}
+    return [word for word in words if len(word) >= _PREFIX and word not in _NOT_CONTENT]
+
+
+def _prefixes(words: list[str]) -> set[str]:
+    """The content words' first letters ("d'adéquation" compares "adequ")."""
+    return {word[:_PREFIX] for word in _content_words(words)}
 
 
 _SCOPE_END = re.compile(r"[,;:.!?]\s")  # a comma, a semicolon, a colon or a sentence end, before a space
@@ -103,7 +109,7 @@ def _scope(folded: str, end: int) -> set[str]:
     after = folded[end:]
     stop = _SCOPE_END.search(after)
     following = _WORD.findall(after[: stop.start()] if stop else after)
-    return _prefixes([w for w in following if len(w) >= _PREFIX and w not in _NOT_CONTENT][:_SCOPE_WORDS])
+    return _prefixes(_content_words(following)[:_SCOPE_WORDS])
 
 
 def _negation_scopes(text: str) -> list[set[str]]:

@@ -67,6 +67,8 @@ RULES = MeaningRules()
         ),
         ("AI competition is only about commercial ends.", "Cela ne concerne pas seulement des fins commerciales.", "q"),
         ("Ce n'est pas seulement commercial.", "It is only commercial.", "q"),
+        # an elided article after the negation is no content word and takes none of its scope's three places
+        ("Le texte évoque une agence fédérale.", "Le texte ne parle pas d'une autorité centrale fédérale.", "q"),
     ],
 )
 def test_rules_see_what_similarity_cannot(claim: str, quote: str, question: str) -> None:
