@@ -41,7 +41,7 @@ class Variant:
 
 
 # Each row adds one mechanism to the row above; the rows before the last fuse ranks with RRF's usual k = 60.
-FLAT = {"rrf_k": 60}
+FLAT = {"rrf_k": 60, "named_places": False}
 NO_PARTS = {"part_places": False, "decisive_lexical_ratio": None, **FLAT}  # the places added later, off
 VARIANTS = {
     "dense chunks": Variant(
@@ -58,10 +58,11 @@ VARIANTS = {
         FusionWeights(decisive_lexical_ratio=None, **FLAT), translate=True
     ),
     "+ a place for a decisive word match": Variant(FusionWeights(**FLAT), translate=True),
-    "+ top ranks count more (RRF k = 10; default)": Variant(FusionWeights(), translate=True),
+    "+ top ranks count more (RRF k = 10)": Variant(FusionWeights(named_places=False), translate=True),
+    "+ a place for the documents a question names (default)": Variant(FusionWeights(), translate=True),
 }
 
-DEFAULT_VARIANT = "+ top ranks count more (RRF k = 10; default)"
+DEFAULT_VARIANT = "+ a place for the documents a question names (default)"
 assert DEFAULT_VARIANT in VARIANTS
 
 

@@ -11,6 +11,12 @@ _MB = 1024 * 1024
 _NAME_SEPARATORS = re.compile(r"[\s_.\-]+")  # how file names separate words: "cnil_guide-rgpd.v2"
 
 
+def file_name_words(source: str) -> str:
+    """The words of a file's name, without its folders and extension: "related/cnil_guide-rgpd.html" is "cnil guide
+    rgpd"."""
+    return _NAME_SEPARATORS.sub(" ", PurePosixPath(source).stem)
+
+
 def size_limit_reason(size: int, limit: int) -> str:
     """Why a file over the size limit is refused; one wording for indexing, the API and the UI."""
     return f"too large: {size / _MB:.1f} MB, limit {limit / _MB:.0f} MB"
@@ -88,8 +94,7 @@ class Chunk:
     def search_text(self) -> str:
         """What BM25 reads: the embedded text under the words of the file's name, so a question that names its
         source ("the CNIL guide", "d'après Wikipédia") or a section's topic also matches its passages by word."""
-        name = _NAME_SEPARATORS.sub(" ", PurePosixPath(self.source).stem)
-        return f"{name}\n{self.embedding_text}"
+        return f"{file_name_words(self.source)}\n{self.embedding_text}"
 
     def __post_init__(self) -> None:
         if not self.content_hash:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from index.types import file_name_words
 from rag.language import LANGUAGES, Language, detect_language
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,12 @@ def analyze_query(text: str) -> list[str]:
     ways (a passage holds one language's stems, so the other's rarely match it)."""
     stems = {language: analyze_in(text, language) for language in LANGUAGES}
     return list(dict.fromkeys(token for language in LANGUAGES for token in stems[language]))
+
+
+@lru_cache(maxsize=1 << 12)
+def _name_tokens(source: str) -> frozenset[str]:
+    """A file name's words as a query in either language reads them (`analyze_query`)."""
+    return frozenset(analyze_query(file_name_words(source)))
 
 
 def strip_elision(word: str) -> str:
@@ -372,6 +379,28 @@ class LexicalIndex:
                 found = found[scores[found] >= floor]
             ranked = sorted(found.tolist(), key=lambda row: (-scores[row], self._ids[row]))[:k]
             return [LexicalHit(self._ids[row], float(scores[row])) for row in ranked]
+
+    def named_sources(self, query: str, language: Language, sources: Sequence[str] | None = None) -> list[str]:
+        """The documents a query names: a word of their file names that no other document holds, in its text or
+        its name. "d'après Wikipédia" names the Wikipedia pages; "distillation", which one page's name holds but
+        other documents' text does too, names nothing: there the word tells the topic, not the source. Two or
+        three adjacent words count as one too, as file names write them ("Pause IA" names pauseia_*.md). A word
+        every document in scope holds names none; `sources` bounds the scope, as in `search`. The query is read in
+        its `language`, whose stopwords go: the French "en" is no name for every "*_en.md" file."""
+        words = _TOKEN.findall(query.lower())
+        joined = " ".join("".join(words[i : i + n]) for n in (2, 3) for i in range(len(words) - n + 1))
+        with self._lock:
+            in_scope = {s for s in self._segments if sources is None or s in sources}
+            by_number = {number: source for source, number in self._source_numbers.items()}
+            named: set[str] = set()
+            for token in set(analyze_in(f"{query} {joined}", language)):
+                if token not in self._vocabulary:
+                    continue
+                rows, _ = self._postings(self._vocabulary[token])
+                holders = {by_number[n] for n in np.unique(self._row_source.view[rows]).tolist()}
+                if holders and all(token in _name_tokens(s) for s in holders) and not in_scope <= holders:
+                    named |= holders & in_scope
+            return sorted(named)
 
     def _scores(self, term_ids: list[int]) -> np.ndarray:
         """bm25s's "lucene" BM25 of every row, with its float types and order of operations (float32 per term

@@ -43,6 +43,8 @@ class FusionWeights:
     slots: int = 2
     margin: float = 0.05
     part_places: bool = True  # keep a place for each part's best passage in a multi-part question
+    # search again among the documents a question names ("d'après Wikipédia"), and keep a place for the best found
+    named_places: bool = True
     # A BM25 top hit scoring this many times the runner-up keeps a place (None: never); see `_decisive`.
     decisive_lexical_ratio: float | None = 2.0
 
@@ -111,17 +113,10 @@ class HybridRetriever:
         texts = list(dict.fromkeys(text for search in searches for text in search.values()))
         vectors = dict(zip(texts, np.asarray([self.embed_query(t) for t in texts], dtype=np.float32), strict=True))
         merged: dict[str, _Candidate] = {}
-        part_bests: list[str] = []  # each part's own best chunk (the whole question is searches[0])
+        part_bests: list[str] = []  # each part's best chunk and the named documents' best (searches[0]: the whole)
         with self.guard():
             for number, search in enumerate(searches):
-                if len(search) > 1:
-                    found = self._own_language_candidates(
-                        [(t, lang, vectors[t]) for lang, t in search.items()], sources
-                    )
-                else:
-                    found = self._candidates(search[language], vectors[search[language]], sources, language)
-                    for candidate in found.values():
-                        candidate.fused = self._fuse(candidate, language)
+                found = self._found(search, language, vectors, sources)
                 if number and found and w.part_places:
                     part_bests.append(max(found.values(), key=lambda c: c.fused).chunk.id)
                 for chunk_id_, candidate in found.items():  # the parts of a question add up
@@ -130,8 +125,37 @@ class HybridRetriever:
                         kept.fused += candidate.fused
                         kept.similarity = max(kept.similarity, candidate.similarity)
                         kept.decisive = kept.decisive or candidate.decisive
+                named = self._named_sources(search, sources) if w.named_places else []
+                if named and (in_named := self._found(search, language, vectors, named)):
+                    # Only a place: the named documents' best is shown, and the rest ranks as it did. Adding the
+                    # named search's scores to every passage of those documents as well was measured and not
+                    # taken: a question whose translation names the GDPR lost the CNIL guide passage answering it.
+                    best = max(in_named.values(), key=lambda c: c.fused)
+                    part_bests.append(best.chunk.id)
+                    merged.setdefault(best.chunk.id, replace(best, fused=0.0))
         ranked = sorted(merged.values(), key=lambda c: c.fused, reverse=True)
         return to_passages(self._select(merge_neighbours(ranked), language, k, part_bests))
+
+    def _named_sources(self, search: Mapping[Language, str], sources: Sequence[str] | None) -> list[str]:
+        """The documents a search names in any of its languages (`LexicalIndex.named_sources`)."""
+        lexical = self.lexical()
+        return sorted({s for lang, text in search.items() for s in lexical.named_sources(text, lang, sources)})
+
+    def _found(
+        self,
+        search: Mapping[Language, str],
+        language: Language,
+        vectors: Mapping[str, np.ndarray],
+        sources: Sequence[str] | None,
+    ) -> dict[str, _Candidate]:
+        """One search's candidates with their fused scores: in each language with its own text when the search
+        has both, otherwise the question as asked, over both languages."""
+        if len(search) > 1:
+            return self._own_language_candidates([(t, lang, vectors[t]) for lang, t in search.items()], sources)
+        found = self._candidates(search[language], vectors[search[language]], sources, language)
+        for candidate in found.values():
+            candidate.fused = self._fuse(candidate, language)
+        return found
 
     def _own_language_candidates(
         self, searches: list[tuple[str, Language, np.ndarray]], sources: Sequence[str] | None
@@ -314,8 +338,9 @@ class HybridRetriever:
     ) -> list[_Candidate]:
         """The k first in fused order, except that places are kept for the best passage of each part of a
         multi-part question (summed scores favour what matches the whole question, so the document only one
-        part asks about would lose out), for a decisive BM25 hit (`_decisive`) and, up to `slots`, for the other
-        language's best passages when their similarity comes within `margin` of the best passage's."""
+        part asks about would lose out) and for the best of the documents a question names, for a decisive BM25
+        hit (`_decisive`) and, up to `slots`, for the other language's best passages when their similarity comes
+        within `margin` of the best passage's."""
         if not ranked:
             return []
         w = self.weights

@@ -73,6 +73,20 @@ def test_second_run_is_unchanged_and_embeds_nothing(full_index, embedder):
     assert elapsed < 10  # measured well under 1 s (bench/index.py); generous here for a loaded CI machine
 
 
+def test_a_question_naming_its_source_is_shown_that_source(full_index):
+    service, _, _ = full_index
+    lexical = service.lexical()
+    chips = "What does La Minute Cyber say about DeepSeek's chips?"
+    assert lexical.named_sources(chips, "en") == ["laminutecyber_deepseek_espionnage_export_puces_fr.md"]
+    # the article's "article" is also every law's word: a topic, not a name
+    assert lexical.named_sources("Selon l'article, quand DeepSeek a-t-il été lancé ?", "fr") == []
+    cost = "Que dit Wikipédia du coût d'entraînement de DeepSeek ?"
+    assert lexical.named_sources(cost, "fr") == sorted(f.name for f in RELATED.glob("wikipedia_*"))
+    # without its place, neither question is shown a passage of the source it names (measured on this index)
+    assert any(p.source.startswith("wikipedia_") for p in service.chain.retriever.retrieve(cost, 5))
+    assert any(p.source.startswith("laminutecyber_") for p in service.chain.retriever.retrieve(chips, 5))
+
+
 def test_english_question_finds_the_french_article(full_index):
     service, _, _ = full_index
     passages = service.chain.retriever.retrieve("When did Italy ban DeepSeek, and why?", 5)

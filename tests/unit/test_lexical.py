@@ -71,6 +71,33 @@ def test_a_question_naming_a_file_finds_its_passages_by_the_file_name():
     assert hits[0].chunk_id == "related/cnil_guide_rgpd.html" and hits[0].score > 2 * hits[1].score
 
 
+def test_a_file_name_word_no_other_document_holds_names_its_documents_and_a_topic_word_names_none():
+    def page(source: str, text: str, title: str = "") -> Chunk:
+        return Chunk(source=source, title=title, text=text, start=0, end=len(text), index=0, language="fr")
+
+    wiki = "wikipedia_distillation.md"
+    chunks = [
+        page(wiki, "Hinton a formulé le concept en 2015.", "Distillation des connaissances"),
+        page(wiki, "Le modèle élève imite le modèle maître.", "Distillation des connaissances"),
+        page("pauseia_faq.md", "Pause IA demande un traité sur les puces."),
+        page("pauseia_faq.md", "Qui nous finance ? Des dons."),
+        page("paper.txt", "Le raisonnement de R1 est transmis, écrit Wikipedia."),
+    ]
+    index = LexicalIndex.build(
+        [f"c{n}" for n in range(len(chunks))], [c.source for c in chunks], [c.search_text for c in chunks]
+    )
+    # "wikipedia" is in the page's file name, but the paper's text holds it too: it names nothing
+    assert index.named_sources("D'après Wikipédia, qui a formulé le concept ?", "fr") == []
+    index.remove("paper.txt")
+    assert index.named_sources("D'après Wikipédia, qui a formulé le concept ?", "fr") == [wiki]
+    assert index.named_sources("Que demande Pause IA ?", "fr") == ["pauseia_faq.md"]  # two words, as its name has it
+    assert index.named_sources("Qui a formulé le concept ?", "fr") == []  # words of the text alone name nothing
+    assert index.named_sources("Qu'est-ce que la distillation ?", "fr") == [wiki]  # a word of its name, nowhere else
+    index.put("paper.txt", "", [LexicalEntry("c9", "paper\nLa distillation des modèles.", "fr")])
+    assert index.named_sources("Qu'est-ce que la distillation ?", "fr") == []  # now another document's text holds it
+    assert index.named_sources("D'après Wikipédia ?", "fr", sources=[wiki]) == []  # it names all there is to search
+
+
 def warnings(caplog) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == "rag.lexical" and r.levelno >= logging.WARNING]
 

@@ -4,6 +4,7 @@ places (no model: vectors are given, BM25 is the real one)."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -108,16 +109,20 @@ class VectorListStore(EmptyStore):
     def __init__(self, chunks_and_vectors: list[tuple[Chunk, list[float]]]):
         self.items = [(chunk, np.asarray(v, dtype=np.float32) / np.linalg.norm(v)) for chunk, v in chunks_and_vectors]
 
-    def _ranked(self, vector, k, language):
+    def _ranked(self, vector, k, language, sources):
         query = np.asarray(vector, dtype=np.float32)
-        scored = [(float(np.dot(query, v)), c) for c, v in self.items if language in (None, c.language)]
+        scored = [
+            (float(np.dot(query, v)), c)
+            for c, v in self.items
+            if language in (None, c.language) and (sources is None or c.source in sources)
+        ]
         return sorted(scored, key=lambda pair: pair[0], reverse=True)[:k]
 
     def search(self, vector, k, sources=None, language=None):
-        return [ScoredChunk(chunk, score) for score, chunk in self._ranked(vector, k, language)]
+        return [ScoredChunk(chunk, score) for score, chunk in self._ranked(vector, k, language, sources)]
 
     def sentence_search(self, vector, k, sources=None, language=None):
-        return [SentenceHit(c.id, 0, len(c.text), score) for score, c in self._ranked(vector, k, language)]
+        return [SentenceHit(c.id, 0, len(c.text), score) for score, c in self._ranked(vector, k, language, sources)]
 
     def chunks_by_id(self, ids):
         return {c.id: c for c, _ in self.items if c.id in ids}
@@ -158,6 +163,35 @@ def test_a_word_match_only_a_little_ahead_of_the_next_gets_no_place():
     question = "Le président américain et la coopération ?"
     passages = retriever_for(FusionWeights(candidates=5), far=near_tie).retrieve(question, 5)
     assert near_tie.id not in [p.chunk_id for p in passages]
+
+
+# Seven passages of a paper close to the question in meaning, and the encyclopedia page the question names, far from
+# it in the vector space and found only by a word of its file name, which BM25 reads as every other word.
+PAPER = [chunk(n, f"Section {n} : la distillation transmet le raisonnement du grand modèle.") for n in range(7)]
+PAGE = Chunk(
+    source="wikipedia_distillation_des_connaissances.md", title="", text="Hinton et al. l'ont formulée en 2015.",
+    start=0, end=37, index=0, language="fr",
+)  # fmt: skip
+
+
+def named_retriever(weights: FusionWeights) -> HybridRetriever:
+    items = [(c, [1.0, 0.02 * n]) for n, c in enumerate(PAPER)] + [(PAGE, [0.0, 1.0])]
+    chunks = [c for c, _ in items]
+    lexical = LexicalIndex.build([c.id for c in chunks], [c.source for c in chunks], [c.search_text for c in chunks])
+    return HybridRetriever(VectorListStore(items), lambda: lexical, lambda text: [1.0, 0.0], weights)
+
+
+def test_the_document_a_question_names_keeps_a_place_for_its_best_passage():
+    question = "D'après Wikipédia, qui a formulé la distillation ?"
+    without = FusionWeights(candidates=5, decisive_lexical_ratio=None, named_places=False)
+    assert PAGE.id not in [p.chunk_id for p in named_retriever(without).retrieve(question, 5)]  # the case it is for
+    passages = named_retriever(replace(without, named_places=True)).retrieve(question, 5)
+    assert PAGE.id in [p.chunk_id for p in passages] and len(passages) == 5
+    # a question naming no document is ranked as before
+    plain = "Qui a formulé la distillation ?"
+    assert named_retriever(replace(without, named_places=True)).retrieve(plain, 5) == named_retriever(without).retrieve(
+        plain, 5
+    )
 
 
 # A question asked in English and its French translation, each with its own vector; the answer is in French.
