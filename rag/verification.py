@@ -10,7 +10,8 @@ figure. `MeaningRules` reads what cosine cannot, in both languages, with reasons
 - comparisons: "consumes more energy" and "consomme beaucoup moins d'énergie" point opposite ways;
 - yes/no answers: "Yes, …" is a claim too, and must not state the opposite of what was asked;
 - conditions: a plain "Yes" to a quote that allows it "only if" drops the condition;
-- figures bound to their entity: a figure the quote gives to another name the claim also mentions.
+- figures bound to their entity: a figure the quote gives to another name the claim also mentions, or to
+  another measure (the claim's "price" where the quote's figure is the revenue and its price is another figure).
 
 It judges only what it can see; anything else stays with the similarity stage's verdict.
 """
@@ -186,20 +187,41 @@ def split_yes_no(claim: str) -> tuple[str | None, str]:
     return ("yes" if word in ("yes", "oui") else "no"), claim[match.end() :]
 
 
-def figures_bound(text: str, *, as_written: bool = False) -> list[tuple[str, set[str]]]:
-    """Each figure of a text with the names stated in its own clause (lower-cased, unless `as_written`)."""
-    bound = []
+def _clauses(text: str) -> list[str]:
+    """The text cut where one entity's statement ends and another's begins (`_CLAUSE`)."""
     start = 0
     pieces = []
     for match in _CLAUSE.finditer(text):
         pieces.append(text[start : match.start()])
         start = match.end()
     pieces.append(text[start:])
-    for piece in pieces:
+    return pieces
+
+
+def _figures(piece: str) -> list[str]:
+    """A clause's figures, read alike ("88,5" is "88.5"); years date a statement rather than measure something."""
+    return [figure.replace(",", ".") for figure in _FIGURE.findall(piece) if not _YEAR.fullmatch(figure)]
+
+
+def figures_bound(text: str, *, as_written: bool = False) -> list[tuple[str, set[str]]]:
+    """Each figure of a text with the names stated in its own clause (lower-cased, unless `as_written`)."""
+    bound = []
+    for piece in _clauses(text):
         names = {name if as_written else name.lower() for name in _NAME.findall(piece)}
-        # Years date a statement rather than measure something of the name beside them.
-        figures = [figure for figure in _FIGURE.findall(piece) if not _YEAR.fullmatch(figure)]
-        bound.extend((figure.replace(",", "."), names) for figure in figures)
+        bound.extend((figure, names) for figure in _figures(piece))
+    return bound
+
+
+def _figures_measuring(text: str, *, alone: bool = False) -> list[tuple[str, set[str]]]:
+    """Each figure of a text with the content words of its own clause, as they compare across languages (their
+    first letters): what the figure counts or measures ("revenue", "tokens", "utilisateurs"). With `alone`, only
+    figures alone in their clause: of two figures in one clause, which word measures which cannot be told."""
+    bound = []
+    for piece in _clauses(text):
+        figures = _figures(piece)
+        if figures and not (alone and len(figures) > 1):
+            words = _prefixes(_WORD.findall(_folded(piece)))
+            bound.extend((figure, words) for figure in figures)
     return bound
 
 
@@ -269,7 +291,23 @@ class MeaningRules:
             misbound = self._misbound_figure(body, quote)
             if misbound:
                 return Check("contradicted", f"the source gives {misbound[0]} for {misbound[1]}")
+            if self._figure_of_another_measure(body, quote):
+                return Check("contradicted", "the source gives this figure for something else")
         return SUPPORTED
+
+    @staticmethod
+    def _figure_of_another_measure(claim: str, quote: str) -> bool:
+        """Whether the claim gives a figure with a word the quote binds only to its other figures: "the price per
+        million tokens is $562,027" against a quote where 562,027 is the revenue and the price is another figure."""
+        quote_bound = _figures_measuring(quote)
+        for figure, claim_words in _figures_measuring(claim, alone=True):
+            owners = [words for value, words in quote_bound if value == figure]
+            if not owners:
+                continue
+            elsewhere = {w for value, words in quote_bound if value != figure for w in words}
+            if claim_words & elsewhere - set().union(*owners):
+                return True
+        return False
 
     @staticmethod
     def _misbound_figure(claim: str, quote: str) -> tuple[str, str] | None:

@@ -14,6 +14,7 @@ from rag.schema import Passage
 from rag.verification import MeaningRules, SimilarityOnly, negated
 
 RULES = MeaningRules()
+REVENUE_AND_PARAMETERS_FR = "Le modèle compte 671 milliards de paramètres, dont 37 milliards activés par token."
 
 
 @pytest.mark.parametrize(
@@ -67,6 +68,14 @@ RULES = MeaningRules()
         ),
         ("AI competition is only about commercial ends.", "Cela ne concerne pas seulement des fins commerciales.", "q"),
         ("Ce n'est pas seulement commercial.", "It is only commercial.", "q"),
+        # a figure given for what the quote measures with its other figure (a common noun, not a name)
+        (
+            "The cost profit margin is 562,027 dollars.",
+            "If all tokens were billed at R1's pricing, the total daily revenue would be $562,027, with a cost profit "
+            "margin of 545%.",
+            "q",
+        ),
+        ("Le modèle active 671 milliards de paramètres par token.", REVENUE_AND_PARAMETERS_FR, "q"),
         # an elided article after the negation is no content word and takes none of its scope's three places
         ("Le texte évoque une agence fédérale.", "Le texte ne parle pas d'une autorité centrale fédérale.", "q"),
     ],
@@ -148,6 +157,10 @@ def test_rules_see_what_similarity_cannot(claim: str, quote: str, question: str)
             "Quelle est l'importance de DeepSeek pour la Chine ?",
         ),
         ("R1 is cheaper.", "R1 is not only cheaper but also faster.", "q"),
+        # a figure with what it measures, a figure with no word of its own, and two figures in one clause
+        ("Le modèle compte 671 milliards de paramètres.", REVENUE_AND_PARAMETERS_FR, "q"),
+        ("671 milliards.", REVENUE_AND_PARAMETERS_FR, "q"),
+        ("Il en active 37 sur 671 par token.", REVENUE_AND_PARAMETERS_FR, "q"),
     ],
 )
 def test_rules_let_true_paraphrases_through(claim: str, quote: str, question: str) -> None:
