@@ -305,7 +305,7 @@ class MeaningRules:
             if not owners:
                 continue
             elsewhere = {w for value, words in quote_bound if value != figure for w in words}
-            if claim_words & elsewhere - set().union(*owners):
+            if claim_words & (elsewhere - set().union(*owners)):
                 return True
         return False
 
