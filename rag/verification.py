@@ -102,6 +102,14 @@ def _prefixes(words: list[str]) -> set[str]:
     return {word[:_PREFIX] for word in _content_words(words)}
 
 
+# A negation of a denial or a doubt is a litotes that affirms what follows ("l'on ne puisse nier les aspects
+# positifs", "cannot be denied", "no doubt", "sans aucun doute"): it is no negation. Read after the marker, past the
+# words that only carry it (a modal, "pas", "aucun", "be").
+_DENIAL_AFTER = re.compile(
+    r"\s*(?:(?:pas|peut|puisse|pourrait|pouvait|peuvent|faut|doit|saurait|sauraient|aucun|aucune|can|could|be|been|any)\s+){0,2}"
+    r"(?:nier|nie|niee?s?|niant|deny|denies|denied|denying|contester|conteste|contestee?s?|dispute|disputed|"
+    r"doute|doutes|douter|doubt|doubts|doubted)\b"
+)
 _SCOPE_END = re.compile(r"[,;:.!?]\s")  # a comma, a semicolon, a colon or a sentence end, before a space
 
 
@@ -121,7 +129,8 @@ def _negation_scopes(text: str) -> list[set[str]]:
     return [
         _scope(folded, match.end())
         for match in _NEGATION.finditer(folded)
-        if match.group(0) not in _NE_ONLY or _NE.search(folded[: match.start()])
+        if (match.group(0) not in _NE_ONLY or _NE.search(folded[: match.start()]))
+        and not _DENIAL_AFTER.match(folded, match.end())
     ]
 
 

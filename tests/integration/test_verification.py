@@ -130,6 +130,15 @@ def test_rules_see_what_similarity_cannot(claim: str, quote: str, question: str)
             "consentement explicite de la personne.",
             "q",
         ),
+        # a negated denial or doubt affirms (litotes), in either language
+        (
+            "The author concedes that DeepSeek's success has positive aspects.",
+            "Bien que l'on ne puisse nier les aspects positifs du succès de DeepSeek, ce modèle présente également des "
+            "inconvénients.",
+            "q",
+        ),
+        ("R1 is cheap.", "It cannot be denied that R1 is cheap.", "q"),
+        ("R1 est bon marché.", "R1 est sans aucun doute bon marché.", "q"),
         # a year beside a name dates the statement; it is no figure of that name
         ("France had 8 projects.", "In 2023, France had 8 projects and Germany 5.", "q"),
         (
