@@ -41,7 +41,7 @@ class Variant:
 
 
 # Each row adds one mechanism to the row above; the rows before the last fuse ranks with RRF's usual k = 60.
-FLAT = {"rrf_k": 60, "named_places": False}
+FLAT = {"rrf_k": 60, "named_places": False, "versions_first": False}
 NO_PARTS = {"part_places": False, "decisive_lexical_ratio": None, **FLAT}  # the places added later, off
 VARIANTS = {
     "dense chunks": Variant(
@@ -58,11 +58,14 @@ VARIANTS = {
         FusionWeights(decisive_lexical_ratio=None, **FLAT), translate=True
     ),
     "+ a place for a decisive word match": Variant(FusionWeights(**FLAT), translate=True),
-    "+ top ranks count more (RRF k = 10)": Variant(FusionWeights(named_places=False), translate=True),
-    "+ a place for the documents a question names (default)": Variant(FusionWeights(), translate=True),
+    "+ top ranks count more (RRF k = 10)": Variant(
+        FusionWeights(named_places=False, versions_first=False), translate=True
+    ),
+    "+ a place for the documents a question names": Variant(FusionWeights(versions_first=False), translate=True),
+    "+ passages stating the question's versioned name first (default)": Variant(FusionWeights(), translate=True),
 }
 
-DEFAULT_VARIANT = "+ a place for the documents a question names (default)"
+DEFAULT_VARIANT = "+ passages stating the question's versioned name first (default)"
 assert DEFAULT_VARIANT in VARIANTS
 
 

@@ -13,7 +13,6 @@ text, once finished, is exactly the final answer text.
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ import numpy as np
 from index.chunking import split_sentences
 from rag.language import CROSS_LANGUAGE_GAP, Language, detect_language
 from rag.lexical import COGNATE_LETTERS, analyze, cognates, fold
+from rag.names import grounded_names, name_pieces
 from rag.schema import Citation, Passage, StreamEvent, Support, UnsupportedSentence
 from rag.verification import SUPPORTED, Check, MeaningRules, Verifier, figures_bound, negated, split_yes_no
 
@@ -215,51 +215,6 @@ def is_question(sentence: str) -> bool:
     """A sentence that asks (ends with '?', before any closing quote, bracket or markdown emphasis: a FAQ page's
     "**… bien humain ?**"): it states nothing, whether a model wrote it or a FAQ heading holds it."""
     return sentence.rstrip(_CLOSERS).endswith("?")
-
-
-# Names that read the same in French and English, so a passage can be asked to state them whatever its language:
-# versioned names (a word starting with a letter that holds a digit: "H100", "Qwen2.5", the "V3" of "DeepSeek-V3")
-# and CamelCase ones ("DeepSeek", "OpenAI"). Pieces are cut at anything but letters, digits and a version's dot.
-_NAME_PIECE = re.compile(r"[^\W_]+(?:\.\d+)*")
-_VERSIONED = re.compile(r"[^\W\d_][^\W_]*\d")
-_CAMEL = re.compile(r"[a-z][A-Z]")
-_HYPHENATED = re.compile(r"[^\W_]+(?:\.\d+)*(?:-[^\W_]+(?:\.\d+)*)+")  # "DeepSeek-R1-Zero", "Qwen2.5-Math-7B"
-
-
-def name_pieces(text: str) -> set[str]:
-    """The text's pieces, lower-cased, as `grounded_names` compares them, and the compounds that a versioned
-    name makes with the capitalised word after it ("R1 Zero" and "R1-Zero" both give "r1-zero")."""
-    pieces = _NAME_PIECE.findall(text)
-    compounds = {_compound(a, b) for a, b in itertools.pairwise(pieces) if _is_model_suffix(a, b)}
-    return {piece.lower() for piece in pieces} | compounds
-
-
-def _is_model_suffix(piece: str, after: str) -> bool:
-    """Whether `after` names a variant of the versioned name `piece` ("Zero" after "R1", "Lite" after "V2")."""
-    return bool(_VERSIONED.match(piece)) and after.isalpha() and after[0].isupper()
-
-
-def _compound(piece: str, after: str) -> str:
-    return f"{piece.lower()}-{after.lower()}"
-
-
-def grounded_names(claim: str, question: str) -> dict[str, str]:
-    """The names of a claim that a passage supporting it must state: every versioned name ("H100" is not
-    "H800", "Qwen2" is not "Qwen2.5": the near miss is the model's typical slip), and the CamelCase names the
-    question does not already give (a claim may restate the question's subject about a passage that only
-    implies it). Lower-cased, each with its spelling in the claim."""
-    asked = name_pieces(question)
-    names = {}
-    for piece in _NAME_PIECE.findall(claim):
-        lowered = piece.lower()
-        if _VERSIONED.match(piece) or (_CAMEL.search(piece) and lowered not in asked):
-            names[lowered] = piece
-    # A variant is another model: "DeepSeek-R1-Zero reaches 1444" is not what a passage on DeepSeek-R1 says.
-    for match in _HYPHENATED.finditer(claim):
-        for piece, after in itertools.pairwise(match.group(0).split("-")):
-            if _is_model_suffix(piece, after):
-                names[_compound(piece, after)] = f"{piece}-{after}"
-    return names
 
 
 def figure_owners(claim: str) -> list[tuple[str, dict[str, str]]]:

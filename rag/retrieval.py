@@ -24,6 +24,7 @@ from index.chunking import split_sentences
 from index.types import Chunk
 from rag.language import LANGUAGES, Language, detect_language
 from rag.lexical import LexicalHit, LexicalIndex
+from rag.names import name_pieces, versioned_names
 from rag.schema import Passage
 from rag.store import VectorStore
 
@@ -45,6 +46,10 @@ class FusionWeights:
     part_places: bool = True  # keep a place for each part's best passage in a multi-part question
     # search again among the documents a question names ("d'après Wikipédia"), and keep a place for the best found
     named_places: bool = True
+    # Within the top k, the passages that state a versioned name of a one-sentence question ("DeepSeek-V3",
+    # "R1-Zero") come first, each group in fused order: a passage stating none of them is about another release
+    # (`rag.names`). A question of several sentences is left alone: its parts name different things.
+    versions_first: bool = True
     # A BM25 top hit scoring this many times the runner-up keeps a place (None: never); see `_decisive`.
     decisive_lexical_ratio: float | None = 2.0
 
@@ -134,7 +139,10 @@ class HybridRetriever:
                     part_bests.append(best.chunk.id)
                     merged.setdefault(best.chunk.id, replace(best, fused=0.0))
         ranked = sorted(merged.values(), key=lambda c: c.fused, reverse=True)
-        return to_passages(self._select(merge_neighbours(ranked), language, k, part_bests))
+        chosen = self._select(merge_neighbours(ranked), language, k, part_bests)
+        if w.versions_first and len(searches) == 1:
+            chosen = stating_first(chosen, versioned_names(query))
+        return to_passages(chosen)
 
     def _named_sources(self, search: Mapping[Language, str], sources: Sequence[str] | None) -> list[str]:
         """The documents a search names in any of its languages (`LexicalIndex.named_sources`)."""
@@ -471,6 +479,19 @@ class _Signature:
         if smaller <= 0.9 * larger:
             return False
         return len(self.words & other.words) / max(1, len(self.words | other.words)) > 0.9
+
+
+def stating_first(candidates: list[_Candidate], names: set[str]) -> list[_Candidate]:
+    """The candidates whose chunk states one of `names` (in its text, title, headings or file name: a report's
+    passages speak of its model as "we"), then the others, each group in the order given."""
+    if not names:
+        return candidates
+
+    def states_none(candidate: _Candidate) -> bool:
+        chunk = candidate.chunk
+        return not names & name_pieces(" ".join((chunk.text, chunk.title, *chunk.heading_path, chunk.source)))
+
+    return sorted(candidates, key=states_none)
 
 
 def to_passages(candidates: list[_Candidate]) -> list[Passage]:

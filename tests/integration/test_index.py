@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from index.watch import watch
 from rag import refresh
 from rag.errors import IndexBusyError, IndexMismatchError
 from rag.refresh import Refresher, index_lock
+from rag.retrieval import HybridRetriever
 from rag.service import RagService
 from rag.store import ChromaStore
 
@@ -85,6 +87,18 @@ def test_a_question_naming_its_source_is_shown_that_source(full_index):
     # without its place, neither question is shown a passage of the source it names (measured on this index)
     assert any(p.source.startswith("wikipedia_") for p in service.chain.retriever.retrieve(cost, 5))
     assert any(p.source.startswith("laminutecyber_") for p in service.chain.retriever.retrieve(chips, 5))
+
+
+def test_a_question_on_one_release_is_shown_that_release_first(full_index):
+    service, _, _ = full_index
+    retriever = service.chain.retriever
+    question = "Which two architectures does DeepSeek-V3 adopt for efficient inference and cost-effective training?"
+    assert retriever.retrieve(question, 5)[0].source == "deepseek_v3_readme_en.md"
+    # without the order, the report on DeepSeek-V2 (the same two architectures) comes first (measured on this index)
+    unordered = HybridRetriever(
+        retriever.store, retriever.lexical, retriever.embed_query, replace(retriever.weights, versions_first=False)
+    )
+    assert unordered.retrieve(question, 5)[0].source == "deepseek_v2_tech_report_en.pdf"
 
 
 def test_english_question_finds_the_french_article(full_index):

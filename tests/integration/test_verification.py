@@ -8,8 +8,9 @@ import pytest
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
-from rag.citations import Attributor, CitationStreamer, build_passage_sentences, grounded_names, is_question
+from rag.citations import Attributor, CitationStreamer, build_passage_sentences, is_question
 from rag.generation import DENIALS, ChatGenerator, Excerpt, GenerationRequest
+from rag.names import grounded_names
 from rag.schema import Passage
 from rag.verification import MeaningRules, SimilarityOnly, negated
 

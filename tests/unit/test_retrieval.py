@@ -12,6 +12,7 @@ import pytest
 
 from index.types import Chunk
 from rag.lexical import LexicalIndex
+from rag.names import versioned_names
 from rag.retrieval import MAX_QUERY_CHARS, MAX_SUB_QUERIES, FusionWeights, HybridRetriever, sub_queries
 from rag.store import ChunkVectors, ScoredChunk, SentenceHit
 
@@ -192,6 +193,45 @@ def test_the_document_a_question_names_keeps_a_place_for_its_best_passage():
     assert named_retriever(replace(without, named_places=True)).retrieve(plain, 5) == named_retriever(without).retrieve(
         plain, 5
     )
+
+
+# Two reports adopting the same architectures: the older release's reads closer to the question, and the one the
+# question names says so only in its file name, as a README's passages do.
+OLDER_RELEASE = Chunk(
+    source="deepseek_v2_report.pdf", title="", text="The model adopts MLA and DeepSeekMoE for efficient inference.",
+    start=0, end=61, index=0, language="en",
+)  # fmt: skip
+NAMED_RELEASE = Chunk(
+    source="deepseek_v3_readme.md", title="", text="It adopts Multi-head Latent Attention and DeepSeekMoE.",
+    start=0, end=54, index=0, language="en",
+)  # fmt: skip
+
+
+def releases_retriever(weights: FusionWeights) -> HybridRetriever:
+    items = [(OLDER_RELEASE, [1.0, 0.0]), (NAMED_RELEASE, [0.9, 0.1])]
+    chunks = [c for c, _ in items]
+    lexical = LexicalIndex.build([c.id for c in chunks], [c.source for c in chunks], [c.text for c in chunks],
+                                 [c.language for c in chunks])  # fmt: skip
+    return HybridRetriever(VectorListStore(items), lambda: lexical, lambda text: [1.0, 0.0], weights)
+
+
+def test_the_passages_that_state_the_question_s_versioned_name_come_first():
+    def order(question: str, weights: FusionWeights) -> list[str]:
+        return [p.chunk_id for p in releases_retriever(weights).retrieve(question, 2, language="en")]
+
+    question = "Which two architectures does DeepSeek-V3 adopt?"
+    assert versioned_names(question) == {"v3"}
+    assert order(question, FusionWeights(versions_first=False)) == [OLDER_RELEASE.id, NAMED_RELEASE.id]  # the case
+    assert order(question, FusionWeights()) == [NAMED_RELEASE.id, OLDER_RELEASE.id]
+    # a question naming no release, or of two sentences (its parts may name different things), ranks as before
+    for unchanged in ("Which two architectures does DeepSeek adopt?", "V2 was first. Which does DeepSeek-V3 adopt?"):
+        assert order(unchanged, FusionWeights()) == order(unchanged, FusionWeights(versions_first=False))
+
+
+def test_a_versioned_name_is_read_in_its_most_specific_form():
+    assert versioned_names("In the DeepSeek-R1 paper, what does DeepSeek-R1-Zero reach?") == {"r1-zero"}
+    assert versioned_names("Compare V2 and V3 on the H800.") == {"v2", "v3", "h800"}
+    assert versioned_names("Does OpenAI beat DeepSeek under Article 49?") == set()
 
 
 # A question asked in English and its French translation, each with its own vector; the answer is in French.
