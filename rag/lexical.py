@@ -228,6 +228,7 @@ class LexicalIndex:
         self._row_length = _Column(np.int64)
         self._alive = _Column(np.bool_)
         self._source_numbers: dict[str, int] = {}
+        self._source_names: list[str] = []  # the inverse: number -> source, so no query rebuilds it
         self._segments: dict[str, _Segment] = {}
         self._live_rows = 0
         self._live_length = 0
@@ -291,7 +292,10 @@ class LexicalIndex:
 
     def _put_counted(self, source: str, key: str, ids: Sequence[str], counts: Sequence[Counter[str]]) -> None:
         self._drop(source)
-        number = self._source_numbers.setdefault(source, len(self._source_numbers))
+        number = self._source_numbers.get(source)
+        if number is None:
+            number = self._source_numbers[source] = len(self._source_names)
+            self._source_names.append(source)
         first = len(self._ids)
         rows = np.arange(first, first + len(ids), dtype=np.int64)
         distinct: list[int] = []
@@ -390,16 +394,18 @@ class LexicalIndex:
         words = _TOKEN.findall(query.lower())
         joined = " ".join("".join(words[i : i + n]) for n in (2, 3) for i in range(len(words) - n + 1))
         with self._lock:
-            in_scope = {s for s in self._segments if sources is None or s in sources}
-            by_number = {number: source for source, number in self._source_numbers.items()}
+            in_scope = self._segments.keys() if sources is None else {s for s in sources if s in self._segments}
             named: set[str] = set()
             for token in set(analyze_in(f"{query} {joined}", language)):
                 if token not in self._vocabulary:
                     continue
                 rows, _ = self._postings(self._vocabulary[token])
-                holders = {by_number[n] for n in np.unique(self._row_source.view[rows]).tolist()}
-                if holders and all(token in _name_tokens(s) for s in holders) and not in_scope <= holders:
-                    named |= holders & in_scope
+                holders = {self._source_names[n] for n in np.unique(self._row_source.view[rows]).tolist()}
+                held_in_scope = {s for s in holders if s in in_scope}
+                if len(held_in_scope) == len(in_scope):
+                    continue  # every document searched holds it: it names none, and no file name need be read
+                if all(token in _name_tokens(s) for s in holders):
+                    named |= held_in_scope
             return sorted(named)
 
     def _scores(self, term_ids: list[int]) -> np.ndarray:
@@ -537,7 +543,8 @@ class LexicalIndex:
             self._row_source.replace(arrays["row_source"])
             self._row_length.replace(arrays["row_length"])
             self._alive.replace(np.ones(len(self._ids), dtype=np.bool_))
-            self._source_numbers = {source: n for n, source in enumerate(state["source_numbers"])}
+            self._source_names = list(state["source_numbers"])
+            self._source_numbers = {source: n for n, source in enumerate(self._source_names)}
             self._base_pointers = arrays["base_pointers"]
             self._base_rows = arrays["base_rows"]
             self._base_frequencies = arrays["base_frequencies"]

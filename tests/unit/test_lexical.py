@@ -355,6 +355,8 @@ def test_an_open_reads_the_checkpoint_and_only_the_document_files_written_since(
     assert read == [segment_of(saved, "doc3.md")]
     assert same_answers(reader, writer) and "doc7.md" not in set(reader.keys())
     assert [h.chunk_id for h in reader.search("vortiban", 3)] == ["new#0"]
+    # what a file name names is read from the checkpoint's documents as from the writer's
+    assert reader.named_sources("Que dit doc5 ?", "fr") == writer.named_sources("Que dit doc5 ?", "fr") == ["doc5.md"]
     read.clear()
     assert same_answers(LexicalIndex.open(saved), writer) and read == [segment_of(saved, "doc3.md")]
 
