@@ -23,7 +23,7 @@ import numpy as np
 from index.chunking import split_sentences
 from rag.language import CROSS_LANGUAGE_GAP, Language, detect_language
 from rag.lexical import COGNATE_LETTERS, analyze, cognates, fold
-from rag.names import grounded_names, name_pieces
+from rag.names import described, grounded_names, name_pieces
 from rag.schema import Citation, Passage, StreamEvent, Support, UnsupportedSentence
 from rag.verification import SUPPORTED, Check, MeaningRules, Verifier, figures_bound, negated, split_yes_no
 
@@ -459,9 +459,9 @@ class Attributor:
                 self._context_measures.setdefault(figure, set()).update(measures)
         self._known_years = self._context_numbers | _numbers(question)  # a year stated somewhere, not invented
         # What each passage names, with where it comes from (a report's title names the model its text calls "we").
-        described = [" ".join((p.text, p.title, p.heading_path, p.source)) for p in self.passages]
-        self._passage_names = [name_pieces(text) for text in described]
-        self._passage_folded = [fold(text) for text in described]
+        texts = [described(p.text, p.title, p.heading_path, p.source) for p in self.passages]
+        self._passage_names = [name_pieces(text) for text in texts]
+        self._passage_folded = [fold(text) for text in texts]
 
     @classmethod
     def for_passages(cls, encoder: SentenceEncoder, passages: Sequence[Passage], config=None) -> Attributor:

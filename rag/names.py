@@ -18,6 +18,12 @@ _CAMEL = re.compile(r"[a-z][A-Z]")
 _HYPHENATED = re.compile(r"[^\W_]+(?:\.\d+)*(?:-[^\W_]+(?:\.\d+)*)+")  # "DeepSeek-R1-Zero", "Qwen2.5-Math-7B"
 
 
+def described(text: str, title: str, headings: str, source: str) -> str:
+    """Everything a passage's names are read in: its text, its document's title, its headings and its file name (a
+    report's text says "we" where its title names the model; a README's passages say "it", its file name "v3")."""
+    return " ".join((text, title, headings, source))
+
+
 def name_pieces(text: str) -> set[str]:
     """The text's pieces, lower-cased, as `grounded_names` compares them, and the compounds that a versioned
     name makes with the capitalised word after it ("R1 Zero" and "R1-Zero" both give "r1-zero")."""

@@ -24,7 +24,7 @@ from index.chunking import split_sentences
 from index.types import Chunk
 from rag.language import LANGUAGES, Language, detect_language
 from rag.lexical import LexicalHit, LexicalIndex
-from rag.names import name_pieces, versioned_names
+from rag.names import described, name_pieces, versioned_names
 from rag.schema import Passage
 from rag.store import VectorStore
 
@@ -482,14 +482,14 @@ class _Signature:
 
 
 def stating_first(candidates: list[_Candidate], names: set[str]) -> list[_Candidate]:
-    """The candidates whose chunk states one of `names` (in its text, title, headings or file name: a report's
-    passages speak of its model as "we"), then the others, each group in the order given."""
+    """The candidates whose chunk states one of `names` (read as attribution reads them, `rag.names.described`),
+    then the others, each group in the order given."""
     if not names:
         return candidates
 
     def states_none(candidate: _Candidate) -> bool:
         chunk = candidate.chunk
-        return not names & name_pieces(" ".join((chunk.text, chunk.title, *chunk.heading_path, chunk.source)))
+        return not names & name_pieces(described(chunk.text, chunk.title, " > ".join(chunk.heading_path), chunk.source))
 
     return sorted(candidates, key=states_none)
 

@@ -106,7 +106,8 @@ def _prefixes(words: list[str]) -> set[str]:
 # positifs", "cannot be denied", "no doubt", "sans aucun doute"): it is no negation. Read after the marker, past the
 # words that only carry it (a modal, "pas", "aucun", "be").
 _DENIAL_AFTER = re.compile(
-    r"\s*(?:(?:pas|peut|puisse|pourrait|pouvait|peuvent|faut|doit|saurait|sauraient|aucun|aucune|can|could|be|been|any)\s+){0,2}"
+    r"\s*(?:(?:pas|peut|puisse|pourrait|pouvait|peuvent|faut|doit|saurait|sauraient|aucun|aucune|"
+    r"can|could|be|been|any)\s+){0,2}"
     r"(?:nier|nie|niee?s?|niant|deny|denies|denied|denying|contester|conteste|contestee?s?|dispute|disputed|"
     r"doute|doutes|douter|doubt|doubts|doubted)\b"
 )
