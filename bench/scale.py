@@ -99,7 +99,7 @@ class CorpusProfile:
                 language = detect_language(chunk.text)
                 french += language == "fr"
                 chunk_chars.append(len(chunk.text))
-                for start, end in sentence_spans(chunk.text):
+                for start, end in sentence_spans(chunk):
                     sentences += 1
                     found = [w.strip(".!?;:…") for w in chunk.text[start:end].split()]
                     found = [w for w in found if w]
@@ -191,7 +191,7 @@ class VectorSource:
         return real
 
     def random(self, chunks: Sequence[Chunk]) -> list[ChunkVectors]:
-        spans = [sentence_spans(c.text) for c in chunks]
+        spans = [sentence_spans(c) for c in chunks]
         count = len(chunks) + sum(map(len, spans))
         vectors = self.rng.standard_normal((count, len(self.mean)), dtype=np.float32) * self.std + self.mean
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from index.types import Block, Chunk, Document
@@ -106,6 +107,27 @@ def split_sentences(text: str, start: int = 0) -> list[tuple[int, int]]:
         segment_start = match.end()
     spans.extend(_split_segment(text, segment_start, len(text)))
     return [(s + start, e + start) for s, e in spans]
+
+
+def chunk_sentences(text: str, headings: Iterable[str] = ()) -> list[tuple[int, int]]:
+    """Sentence spans of a chunk's text, each heading line it opens with a span of its own.
+
+    A chunk opens with its section's heading. Plain text marks a heading only by a line of its own without a full
+    stop ("Le défi de DeepSeek"), which sentence splitting alone glues to the body's first sentence: that sentence
+    then neither reads as itself (its vector, its words) nor quotes cleanly. `headings` are the chunk's heading
+    titles (`Chunk.heading_path`); a line is split off only when it is one of them, so a wrapped line never is."""
+    titles = {title for title in headings if title}
+    spans = []
+    for start, end in split_sentences(text):
+        newline = text.find("\n", start, end)
+        while newline >= 0 and titles and heading_title(text[start:newline]) in titles:
+            spans.append((start, start + len(text[start:newline].rstrip())))
+            start = newline + 1
+            while start < end and text[start].isspace():
+                start += 1
+            newline = text.find("\n", start, end)
+        spans.append((start, end))
+    return spans
 
 
 def _split_segment(text: str, lo: int, hi: int) -> list[tuple[int, int]]:

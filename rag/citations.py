@@ -20,7 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
-from index.chunking import split_sentences
+from index.chunking import chunk_sentences, heading_title, split_sentences
 from rag.language import CROSS_LANGUAGE_GAP, Language, detect_language
 from rag.lexical import COGNATE_LETTERS, analyze, cognates, fold
 from rag.names import described, grounded_names, name_pieces
@@ -131,6 +131,10 @@ class PassageSentences:
         start, end = self.spans[i]
         return self.passage.text[start:end]
 
+    def is_heading(self, i: int) -> bool:
+        """Whether sentence `i` is one of the passage's headings: it names a section and states nothing."""
+        return heading_title(self.text(i)) in self.passage.heading_path.split(" > ")
+
     @property
     def language(self) -> str:
         """The passage's language as detected at indexing (detected now for a passage that carries none)."""
@@ -169,7 +173,8 @@ def build_passage_sentences(
     spans_per_passage: list[list[tuple[int, int]]] = []
     known: list[dict[tuple[int, int], Sequence[float]]] = []
     for passage, found in zip(passages, stored, strict=True):
-        spans_per_passage.append(split_sentences(passage.text) or [(0, len(passage.text))])
+        headings = passage.heading_path.split(" > ")
+        spans_per_passage.append(chunk_sentences(passage.text, headings) or [(0, len(passage.text))])
         known.append({(s, e): v for s, e, v in found or []})
     missing = [
         passage.text[s:e]

@@ -381,8 +381,9 @@ class ExtractiveGenerator:
     Instant, never invents, and the fallback when no LLM is available. It cannot translate: for an
     English question about a French text it answers with the French sentences.
 
-    It quotes one passage: the one retrieval ranked first (dense, sentence and BM25 evidence together judge
-    which passage answers better than one sentence's cosine does), unless another passage holds a sentence
+    It quotes one passage: the first in retrieval's order of those the excerpt selection kept (dense, sentence
+    and BM25 evidence together judge which passage answers better than one sentence's cosine does; the selection
+    leaves out a passage whose best sentence is well below the best one's), unless another passage holds a sentence
     more relevant than any of the first one's by more than `switch_margin` (0.02: differences of e5 cosines
     below that are noise at the scale of the cross-language gap; None quotes the best sentences wherever they
     are, the behaviour before). Quoting two passages made half of its citations wrong (docs/evaluation.md).
@@ -418,7 +419,10 @@ class ExtractiveGenerator:
             )
             for p, item in ((p, request.sentences[p]) for p in shown)
             for i in range(len(item.spans))
-            if len(item.text(i).split()) >= 4 and not addressed_to_ai(item.text(i)) and not is_question(item.text(i))
+            if len(item.text(i).split()) >= 4
+            and not addressed_to_ai(item.text(i))
+            and not is_question(item.text(i))
+            and not item.is_heading(i)
         ]
         candidates.sort(key=lambda c: c[1], reverse=True)
         if candidates and self.switch_margin is not None:

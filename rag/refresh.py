@@ -22,7 +22,7 @@ from typing import Protocol
 
 from filelock import FileLock
 
-from index.chunking import chunk_document, split_sentences
+from index.chunking import chunk_document, chunk_sentences
 from index.discovery import SourceFile, discover, is_folder_readme, links_outside
 from index.loaders import load_document
 from index.ocr import OcrReader
@@ -32,8 +32,9 @@ from rag.lexical import LexicalIndex, entries_of
 from rag.schema import DocumentRecord, Progress, RefreshReport
 from rag.store import ChunkVectors, VectorStore
 
-# Bump when loaders or chunking change what they produce: documents are then re-chunked on the next refresh.
-PIPELINE_VERSION = "5"
+# Bump when loaders, chunking or sentence spans change what they produce: documents are then re-chunked (and
+# re-embedded) on the next refresh.
+PIPELINE_VERSION = "6"
 # What BM25 reads of a chunk (`Chunk.search_text`) and how `rag.lexical` analyses it: a new one makes every
 # document of a persisted BM25 index stale, so each is read again from the store, without re-embedding anything.
 LEXICAL_VERSION = "2"
@@ -253,9 +254,9 @@ def _indexed_readmes(
     return found
 
 
-def sentence_spans(text: str) -> list[tuple[int, int]]:
+def sentence_spans(chunk: Chunk) -> list[tuple[int, int]]:
     """The sentences of a chunk's text that get a vector of their own."""
-    return [(s, e) for s, e in split_sentences(text) if e - s >= _MIN_SENTENCE_CHARS]
+    return [(s, e) for s, e in chunk_sentences(chunk.text, chunk.heading_path) if e - s >= _MIN_SENTENCE_CHARS]
 
 
 def texts_to_embed(chunks: Sequence[Chunk]) -> list[str]:
@@ -263,7 +264,7 @@ def texts_to_embed(chunks: Sequence[Chunk]) -> list[str]:
     text once (the same text has the same vector). The sentences in the overlap of two neighbouring chunks are in
     both: 7% of the texts of the corpus and its related documents, though only 2% of their characters."""
     texts = [c.embedding_text for c in chunks]
-    texts += [c.text[s:e] for c in chunks for s, e in sentence_spans(c.text)]
+    texts += [c.text[s:e] for c in chunks for s, e in sentence_spans(c)]
     return list(dict.fromkeys(texts))
 
 
@@ -273,7 +274,7 @@ def embed_chunks(embedder: PassageEmbedder, chunks: Sequence[Chunk]) -> dict[str
     vectors = dict(zip(unique, embedder.embed_documents(unique), strict=True))
     return {
         chunk.id: ChunkVectors(
-            vectors[chunk.embedding_text], [(s, e, vectors[chunk.text[s:e]]) for s, e in sentence_spans(chunk.text)]
+            vectors[chunk.embedding_text], [(s, e, vectors[chunk.text[s:e]]) for s, e in sentence_spans(chunk)]
         )
         for chunk in chunks
     }

@@ -272,19 +272,36 @@ def test_extractive_quotes_the_first_ranked_passage_unless_another_is_clearly_mo
     assert anywhere.startswith("Passage number 2") and "Passage number 1" in anywhere  # the old behaviour
 
 
-def test_extractive_never_quotes_a_question_but_the_answer_after_it():
-    """A FAQ heading ("What does the release cost its users?") is the sentence most like the question, and no answer."""
+def _heading_then_answer(heading: str, answer: str, cosines: tuple[float, float], **fields) -> GenerationRequest:
+    """One passage of two sentences, a heading-like first one and the answer, with their cosines to the question."""
     from rag.citations import PassageSentences
     from rag.schema import Passage
 
-    heading, answer = "What does the release cost its users?", "The release costs its users nothing at all."
-    text = f"{heading} {answer}"
+    separator = "\n" if fields.get("heading_path") else " "
+    text = f"{heading}{separator}{answer}"
     passage = Passage(
-        n=1, chunk_id="c1", source="faq.md", title="", start=0, end=len(text), text=text, score=1.0,
-        similarity=0.85, language="en",
+        n=1, chunk_id="c1", start=0, end=len(text), text=text, score=1.0, similarity=0.85, **fields
     )  # fmt: skip
     spans = [(0, len(heading)), (len(heading) + 1, len(text))]
-    vectors = np.array([[c, (1 - c**2) ** 0.5] for c in (0.97, 0.90)])
+    vectors = np.array([[c, (1 - c**2) ** 0.5] for c in cosines])
     item = PassageSentences(passage, spans, vectors, [set(), set()])
-    request = GenerationRequest("What does it cost?", "en", [passage], [item], np.array([1.0, 0.0]))
+    return GenerationRequest("q?", passage.language, [passage], [item], np.array([1.0, 0.0]))
+
+
+def test_extractive_never_quotes_a_question_but_the_answer_after_it():
+    """A FAQ heading ("What does the release cost its users?") is the sentence most like the question, and no answer."""
+    answer = "The release costs its users nothing at all."
+    request = _heading_then_answer(
+        "What does the release cost its users?", answer, (0.97, 0.90), source="faq.md", title="", language="en"
+    )
+    assert "".join(ExtractiveGenerator().stream(request)) == answer
+
+
+def test_extractive_never_quotes_a_section_heading():
+    """A heading ("Le défi de DeepSeek") names the section the question is about and states nothing: the sentence
+    under it is the answer, quoted alone (both are within the generator's margin of each other)."""
+    heading = "Le défi de DeepSeek"
+    answer = "Bien que l’on ne puisse nier ses aspects positifs, ce modèle présente des inconvénients."
+    fields = {"source": "article.txt", "title": "", "language": "fr", "heading_path": heading}
+    request = _heading_then_answer(heading, answer, (0.97, 0.96), **fields)
     assert "".join(ExtractiveGenerator().stream(request)) == answer

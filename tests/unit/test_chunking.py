@@ -9,8 +9,16 @@ from pathlib import Path
 import pytest
 from harness import RELATED, REPO
 
-from index.chunking import chunk_document, heading_title, split_sentences, table_header, table_rows
+from index.chunking import (
+    chunk_document,
+    chunk_sentences,
+    heading_title,
+    split_sentences,
+    table_header,
+    table_rows,
+)
 from index.loaders import SUPPORTED_SUFFIXES, load_document
+from index.loaders.text import text_blocks
 from index.types import Block, Chunk, Document
 
 CORPUS_FILES = sorted(
@@ -243,6 +251,29 @@ def test_new_heading_starts_a_new_chunk_and_short_headings_are_not_alone() -> No
     ]
     assert chunks[0].heading_path == ("Partie A", "Section A.1")
     assert chunks[1].heading_path == ("Partie A", "Section A.2")
+
+
+def test_a_plain_text_heading_line_is_a_sentence_of_its_own() -> None:
+    # Plain text: one line per paragraph, a heading is a line without a full stop (as in the corpus's article).
+    text = (
+        "Le marché\nUn premier paragraphe sur le marché, assez long pour ne pas passer pour un texte coupé à la "
+        "main.\nLe défi de DeepSeek\nBien que l’on ne puisse nier ses succès, ce modèle présente des inconvénients "
+        "sérieux. Une autre phrase.\n"
+    )
+    doc = Document(source="a.txt", title="", text=text, blocks=text_blocks(text), content_hash="h", kind="txt")
+    chunk = chunk_document(doc)[-1]
+    assert chunk.heading_path == ("Le défi de DeepSeek",)
+    spans = chunk_sentences(chunk.text, chunk.heading_path)
+    assert [chunk.text[s:e] for s, e in spans] == [
+        "Le défi de DeepSeek",
+        "Bien que l’on ne puisse nier ses succès, ce modèle présente des inconvénients sérieux.",
+        "Une autre phrase.",
+    ]
+    # Sentence splitting alone glues the heading to the first sentence (the reason for chunk_sentences).
+    assert chunk.text[slice(*split_sentences(chunk.text)[0])].startswith("Le défi de DeepSeek\nBien que")
+    # A line that is not one of the chunk's headings is never split off: a wrapped sentence stays whole.
+    wrapped = "Le défi de DeepSeek\nreste entier ici."
+    assert chunk_sentences(wrapped, ("Autre titre",)) == split_sentences(wrapped) == [(0, len(wrapped))]
 
 
 def test_paragraphs_are_packed_whole_and_overlap_is_sentence_based() -> None:
