@@ -110,24 +110,40 @@ def split_sentences(text: str, start: int = 0) -> list[tuple[int, int]]:
 
 
 def chunk_sentences(text: str, headings: Iterable[str] = ()) -> list[tuple[int, int]]:
-    """Sentence spans of a chunk's text, each heading line it opens with a span of its own.
+    """Sentence spans of a chunk's text, each heading it opens with a span of its own.
 
-    A chunk opens with its section's heading. Plain text marks a heading only by a line of its own without a full
-    stop ("Le défi de DeepSeek"), which sentence splitting alone glues to the body's first sentence: that sentence
-    then neither reads as itself (its vector, its words) nor quotes cleanly. `headings` are the chunk's heading
-    titles (`Chunk.heading_path`); a line is split off only when it is one of them, so a wrapped line never is."""
+    A chunk opens with its section's heading. Plain text marks a heading only by a line (or a label line and its
+    subtitle: "Article 44⏎General principle for transfers") without a full stop, which sentence splitting alone
+    glues to the body's first sentence: that sentence then neither reads as itself (its vector, its words) nor
+    quotes cleanly. `headings` are the chunk's heading titles (`Chunk.heading_path`); whole lines are split off only
+    when they read as one of them, so a wrapped line of a paragraph never is."""
     titles = {title for title in headings if title}
     spans = []
     for start, end in split_sentences(text):
-        newline = text.find("\n", start, end)
-        while newline >= 0 and titles and heading_title(text[start:newline]) in titles:
-            spans.append((start, start + len(text[start:newline].rstrip())))
-            start = newline + 1
+        heading_end = _heading_end(text, start, end, titles)
+        while heading_end is not None:
+            spans.append((start, heading_end))
+            start = heading_end
             while start < end and text[start].isspace():
                 start += 1
-            newline = text.find("\n", start, end)
+            heading_end = _heading_end(text, start, end, titles)
         spans.append((start, end))
     return spans
+
+
+def _heading_end(text: str, start: int, end: int, titles: set[str]) -> int | None:
+    """Where the heading that `text[start:end]` opens with ends: the first run of whole lines that reads as one of
+    `titles` and leaves text after it (None when it opens with none)."""
+    longest = max((len(title) for title in titles), default=0)
+    newline = text.find("\n", start, end)
+    while newline >= 0:
+        lines = heading_title(text[start:newline])
+        if lines in titles:
+            return start + len(text[start:newline].rstrip())
+        if len(lines) >= longest:
+            return None
+        newline = text.find("\n", newline + 1, end)
+    return None
 
 
 def _split_segment(text: str, lo: int, hi: int) -> list[tuple[int, int]]:

@@ -271,6 +271,17 @@ def test_a_plain_text_heading_line_is_a_sentence_of_its_own() -> None:
     ]
     # Sentence splitting alone glues the heading to the first sentence (the reason for chunk_sentences).
     assert chunk.text[slice(*split_sentences(chunk.text)[0])].startswith("Le défi de DeepSeek\nBien que")
+    # A label and its subtitle are one heading of two lines ("Article 44 – General principle for transfers").
+    law = (
+        "Article 44\nGeneral principle for transfers\nAny transfer of personal data shall take place only if the "
+        "conditions laid down in this Chapter are complied with by the controller and processor.\n"
+    )
+    doc = Document(source="law.txt", title="", text=law, blocks=text_blocks(law), content_hash="h", kind="txt")
+    [chunk] = chunk_document(doc)
+    assert chunk.heading_path == ("Article 44 – General principle for transfers",)
+    first, second = chunk_sentences(chunk.text, chunk.heading_path)
+    assert chunk.text[slice(*first)] == "Article 44\nGeneral principle for transfers"
+    assert chunk.text[slice(*second)].startswith("Any transfer of personal data")
     # A line that is not one of the chunk's headings is never split off: a wrapped sentence stays whole.
     wrapped = "Le défi de DeepSeek\nreste entier ici."
     assert chunk_sentences(wrapped, ("Autre titre",)) == split_sentences(wrapped) == [(0, len(wrapped))]
