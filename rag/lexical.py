@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 _ELISION = re.compile(r"^(?:l|d|qu|j|n|s|c|m|t|jusqu|lorsqu|puisqu)['’]", re.IGNORECASE)
 _TOKEN = re.compile(r"[\w'’]+", re.UNICODE)
+# An English possessive is its noun ("DeepSeek’s" is DeepSeek), typed with either apostrophe: left on, "’s" made
+# "deepseek’", a token no other "DeepSeek" matches.
+_POSSESSIVE = re.compile(r"['’]s$")
 _EN_STOPWORDS = set(
     """
     a about above after again against all am an and any are as at be because been before being below
@@ -111,7 +114,7 @@ def _tokens(text: str, language: str) -> list[str]:
 def _token(raw: str, language: str) -> str | None:
     """One lowercased word's token in `language` ("": either language, see `analyze`), None when it is dropped.
     Cached because words repeat: analysing every word afresh was most of a lexical index's build."""
-    word = strip_elision(raw).strip("'’_")
+    word = _POSSESSIVE.sub("", strip_elision(raw)).strip("'’_")
     folded = fold(word)
     stopwords = _LANGUAGE_STOPWORDS[language] if language else STOPWORDS
     if not folded or folded in stopwords or (len(folded) == 1 and not folded.isdigit()):

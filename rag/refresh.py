@@ -37,7 +37,7 @@ from rag.store import ChunkVectors, VectorStore
 PIPELINE_VERSION = "6"
 # What BM25 reads of a chunk (`Chunk.search_text`) and how `rag.lexical` analyses it: a new one makes every
 # document of a persisted BM25 index stale, so each is read again from the store, without re-embedding anything.
-LEXICAL_VERSION = "2"
+LEXICAL_VERSION = "3"
 _MIN_SENTENCE_CHARS = 25  # shorter fragments ("Table 3.") only add noise to sentence search
 
 

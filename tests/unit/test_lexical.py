@@ -41,6 +41,15 @@ def test_english_is_stemmed_the_english_way_so_inflections_meet():
     assert [hit.chunk_id for hit in index.search("When does it apply?", 5, language="en")] == ["c"]
 
 
+def test_a_possessive_is_its_noun_whichever_apostrophe_it_is_typed_with():
+    # "DeepSeek’s" (a web page's typographic apostrophe) made "deepseek’", which no other "DeepSeek" matched.
+    for language in ("en", "fr"):
+        assert analyze_in("DeepSeek’s models", language)[0] == analyze_in("DeepSeek's", language)[0] == "deepseek"
+    assert analyze_query("Grall’s guide") == ["grall", "guid"]
+    index = LexicalIndex.build(["c"], ["a.md"], ["Grall wrote a guide on AI risks."], ["en"])
+    assert [hit.chunk_id for hit in index.search("What is Grall’s view?", 5, language="en")] == ["c"]
+
+
 def test_each_language_drops_only_its_own_stopwords():
     assert "ai" in analyze_in("the AI Act", "en")  # the French "ai" (has) is a stopword, the English "AI" is not
     assert analyze_in("j'ai", "fr") == []
