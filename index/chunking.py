@@ -118,23 +118,25 @@ def chunk_sentences(text: str, headings: Iterable[str] = ()) -> list[tuple[int, 
     quotes cleanly. `headings` are the chunk's heading titles (`Chunk.heading_path`); whole lines are split off only
     when they read as one of them, so a wrapped line of a paragraph never is."""
     titles = {title for title in headings if title}
+    if not titles:
+        return split_sentences(text)
+    longest = max(len(title) for title in titles)
     spans = []
     for start, end in split_sentences(text):
-        heading_end = _heading_end(text, start, end, titles)
+        heading_end = _heading_end(text, start, end, titles, longest)
         while heading_end is not None:
             spans.append((start, heading_end))
             start = heading_end
             while start < end and text[start].isspace():
                 start += 1
-            heading_end = _heading_end(text, start, end, titles)
+            heading_end = _heading_end(text, start, end, titles, longest)
         spans.append((start, end))
     return spans
 
 
-def _heading_end(text: str, start: int, end: int, titles: set[str]) -> int | None:
+def _heading_end(text: str, start: int, end: int, titles: set[str], longest: int) -> int | None:
     """Where the heading that `text[start:end]` opens with ends: the first run of whole lines that reads as one of
-    `titles` and leaves text after it (None when it opens with none)."""
-    longest = max((len(title) for title in titles), default=0)
+    `titles` (the longest `longest` characters) and leaves text after it (None when it opens with none)."""
     newline = text.find("\n", start, end)
     while newline >= 0:
         lines = heading_title(text[start:newline])

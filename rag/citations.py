@@ -133,7 +133,7 @@ class PassageSentences:
 
     def is_heading(self, i: int) -> bool:
         """Whether sentence `i` is one of the passage's headings: it names a section and states nothing."""
-        return heading_title(self.text(i)) in self.passage.heading_path.split(" > ")
+        return heading_title(self.text(i)) in self.passage.headings
 
     @property
     def language(self) -> str:
@@ -173,8 +173,7 @@ def build_passage_sentences(
     spans_per_passage: list[list[tuple[int, int]]] = []
     known: list[dict[tuple[int, int], Sequence[float]]] = []
     for passage, found in zip(passages, stored, strict=True):
-        headings = passage.heading_path.split(" > ")
-        spans_per_passage.append(chunk_sentences(passage.text, headings) or [(0, len(passage.text))])
+        spans_per_passage.append(chunk_sentences(passage.text, passage.headings) or [(0, len(passage.text))])
         known.append({(s, e): v for s, e, v in found or []})
     missing = [
         passage.text[s:e]

@@ -27,6 +27,11 @@ class Passage(BaseModel):
         default_factory=list, description="The indexed chunks this passage was merged from (first is chunk_id)."
     )
 
+    @property
+    def headings(self) -> list[str]:
+        """Its heading titles, outermost first (`heading_path` joins them with " > ", as the index stores them)."""
+        return self.heading_path.split(" > ") if self.heading_path else []
+
 
 class Support(BaseModel):
     """How well a citation's quote carries the sentence it is cited for."""
