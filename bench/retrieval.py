@@ -41,7 +41,7 @@ class Variant:
 
 
 # Each row adds one mechanism to the row above; the rows before the last fuse ranks with RRF's usual k = 60.
-FLAT = {"rrf_k": 60, "named_places": False, "versions_first": False}
+FLAT = {"rrf_k": 60, "named_places": False, "versions_first": False, "dense_ranks_all": False}
 NO_PARTS = {"part_places": False, "decisive_lexical_ratio": None, **FLAT}  # the places added later, off
 VARIANTS = {
     "dense chunks": Variant(
@@ -59,13 +59,18 @@ VARIANTS = {
     ),
     "+ a place for a decisive word match": Variant(FusionWeights(**FLAT), translate=True),
     "+ top ranks count more (RRF k = 10)": Variant(
-        FusionWeights(named_places=False, versions_first=False), translate=True
+        FusionWeights(named_places=False, versions_first=False, dense_ranks_all=False), translate=True
     ),
-    "+ a place for the documents a question names": Variant(FusionWeights(versions_first=False), translate=True),
-    "+ passages stating the question's versioned name first (default)": Variant(FusionWeights(), translate=True),
+    "+ a place for the documents a question names": Variant(
+        FusionWeights(versions_first=False, dense_ranks_all=False), translate=True
+    ),
+    "+ passages stating the question's versioned name first": Variant(
+        FusionWeights(dense_ranks_all=False), translate=True
+    ),
+    "+ every candidate ranked by its similarity in the dense list (default)": Variant(FusionWeights(), translate=True),
 }
 
-DEFAULT_VARIANT = "+ passages stating the question's versioned name first (default)"
+DEFAULT_VARIANT = "+ every candidate ranked by its similarity in the dense list (default)"
 assert DEFAULT_VARIANT in VARIANTS
 
 

@@ -7,7 +7,13 @@ Two corrections make fusion work on a bilingual corpus:
 - BM25 cannot cross languages: a lexical hit in the other language is a shared name or number, so its
   rank counts only a little (`lexical_other_language`).
 
-Both corrections are what is left when the question cannot be translated. With its translation, each language
+Every candidate gets a dense rank, by its chunk's similarity to the question, not only the dense search's own top
+`candidates`: the chunks the sentence and BM25 searches find are scored anyway, and reciprocal rank fusion assumes
+that each list ranks every document. Cut at the search's depth, the dense list gave no vote at all to a chunk
+the sentence search put second but whose whole text came below the dense top, and chunks that both lists put
+in their middle outranked it.
+
+The two corrections are what is left when the question cannot be translated. With its translation, each language
 is searched in its own words and the similarities compare across languages (`_own_language_candidates`).
 """
 
@@ -52,6 +58,9 @@ class FusionWeights:
     versions_first: bool = True
     # A BM25 top hit scoring this many times the runner-up keeps a place (None: never); see `_decisive`.
     decisive_lexical_ratio: float | None = 2.0
+    # Every candidate ranked in the dense list by its similarity (the module's docstring); False: only the dense
+    # search's own hits, as before (kept for the ablation bench).
+    dense_ranks_all: bool = True
 
     @property
     def sentence_hits(self) -> int:
@@ -182,11 +191,10 @@ class HybridRetriever:
         # A chunk a refresh just replaced is not found: it goes.
         found.chunks.update(self.store.chunks_by_id(list(dict.fromkeys(unseen))))
         lexical = self._own_language_lexical(found)
-        # Ranked as found, not with the similarities filled in next; a tuple, not a set, so that equal similarities
-        # (the same text in two files) rank in the order found on every run, not in the order of string hashes.
-        dense_hits = tuple(found.chunk_similarity)
+        dense_hits = tuple(found.chunk_similarity)  # in the order found: equal similarities rank alike on every run
         self._similarity_without_dense_hit(found, searches)
-        dense_rank = _ranks({i: found.chunk_similarity[i] for i in dense_hits})
+        ranked = found.chunk_similarity if self.weights.dense_ranks_all else dense_hits
+        dense_rank = _ranks({i: found.chunk_similarity[i] for i in ranked})
         return self._own_language_fused(found, dense_rank, _ranks(found.sentence_similarity), lexical)
 
     def _search_in_language(
@@ -289,10 +297,11 @@ class HybridRetriever:
         w = self.weights
         candidates: dict[str, _Candidate] = {}
         sentence_ranks: dict[str, tuple[int, float]] = {}
-        for within in LANGUAGES:  # dense ranks within each language (see the module's docstring)
-            hits = self.store.search(vector.tolist(), w.candidates, sources, within)
-            for rank, hit in enumerate(hits, start=1):
-                candidates[hit.chunk.id] = _Candidate(hit.chunk, (hit.chunk.id,), hit.score, dense_rank=rank)
+        dense_hits: list[str] = []
+        for within in LANGUAGES:
+            for hit in self.store.search(vector.tolist(), w.candidates, sources, within):
+                candidates[hit.chunk.id] = _Candidate(hit.chunk, (hit.chunk.id,), hit.score)
+                dense_hits.append(hit.chunk.id)
             best_per_chunk: dict[str, float] = {}
             for hit in self.store.sentence_search(vector.tolist(), w.sentence_hits, sources, within):
                 best_per_chunk.setdefault(hit.chunk_id, hit.score)  # hits come best first
@@ -307,6 +316,11 @@ class HybridRetriever:
         for chunk_id_, chunk in found.items():  # a hit on a chunk a refresh just replaced is not found: dropped
             similarity = float(np.dot(vector, np.asarray(vectors[chunk_id_].chunk, dtype=np.float32)))
             candidates[chunk_id_] = _Candidate(chunk, (chunk.id,), similarity)
+        ranked = candidates if w.dense_ranks_all else dense_hits
+        for within in LANGUAGES:  # dense ranks within each language (see the module's docstring)
+            same = {i: candidates[i].similarity for i in ranked if candidates[i].chunk.language == within}
+            for chunk_id_, rank in _ranks(same).items():
+                candidates[chunk_id_].dense_rank = rank
         for chunk_id_, candidate in candidates.items():
             candidate.lexical_rank = lexical_ranks.get(chunk_id_)
             candidate.decisive = chunk_id_ in decisive and candidate.chunk.language == language
@@ -413,8 +427,8 @@ def _folded(text: str) -> str:
     return " ".join(text.casefold().split())
 
 
-def _ranks(scores: dict[str, float]) -> dict[str, int]:
-    """1 for the highest score, 2 for the next..."""
+def _ranks(scores: Mapping[str, float]) -> dict[str, int]:
+    """1 for the highest score, 2 for the next... (equal scores in the order given)."""
     ordered = sorted(scores, key=scores.__getitem__, reverse=True)
     return {key: rank for rank, key in enumerate(ordered, start=1)}
 

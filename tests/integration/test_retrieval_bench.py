@@ -50,7 +50,7 @@ def run_bench(script: Path, *args: str, env: dict[str, str]) -> dict:
 def test_the_bench_measures_every_variant_through_the_chain(article_index: dict[str, str]):
     report = run_bench(BENCH, "--sets", "dev", "--limit", "4", env=article_index)
     results = report["results"]
-    assert len(results) == 11 and list(results)[-1].endswith("default)")
+    assert len(results) == 12 and list(results)[-1].endswith("default)")
     for variant in results.values():
         dev = variant["dev"]["all"]
         assert dev["n"] == 4

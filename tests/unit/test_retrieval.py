@@ -153,10 +153,12 @@ def retriever_for(weights: FusionWeights, far: Chunk = QUOTED) -> HybridRetrieve
 
 
 def test_a_decisive_word_match_keeps_a_place_that_rank_fusion_alone_gives_away():
-    fusion_only = retriever_for(FusionWeights(candidates=5, decisive_lexical_ratio=None)).retrieve(QUESTION, 5)
+    # The two best passages of the near ones come first and second in two lists each; the quoted one is first in
+    # BM25's and last in the dense list.
+    fusion_only = retriever_for(FusionWeights(candidates=5, decisive_lexical_ratio=None)).retrieve(QUESTION, 2)
     assert QUOTED.id not in [p.chunk_id for p in fusion_only]  # the case the place is for
-    kept = retriever_for(FusionWeights(candidates=5)).retrieve(QUESTION, 5)
-    assert QUOTED.id in [p.chunk_id for p in kept] and len(kept) == 5
+    kept = retriever_for(FusionWeights(candidates=5)).retrieve(QUESTION, 2)
+    assert QUOTED.id in [p.chunk_id for p in kept] and len(kept) == 2
 
 
 def test_a_word_match_only_a_little_ahead_of_the_next_gets_no_place():
@@ -185,9 +187,9 @@ def named_retriever(weights: FusionWeights) -> HybridRetriever:
 def test_the_document_a_question_names_keeps_a_place_for_its_best_passage():
     question = "D'après Wikipédia, qui a formulé la distillation ?"
     without = FusionWeights(candidates=5, decisive_lexical_ratio=None, named_places=False)
-    assert PAGE.id not in [p.chunk_id for p in named_retriever(without).retrieve(question, 5)]  # the case it is for
-    passages = named_retriever(replace(without, named_places=True)).retrieve(question, 5)
-    assert PAGE.id in [p.chunk_id for p in passages] and len(passages) == 5
+    assert PAGE.id not in [p.chunk_id for p in named_retriever(without).retrieve(question, 2)]  # the case it is for
+    passages = named_retriever(replace(without, named_places=True)).retrieve(question, 2)
+    assert PAGE.id in [p.chunk_id for p in passages] and len(passages) == 2
     # a question naming no document is ranked as before
     plain = "Qui a formulé la distillation ?"
     assert named_retriever(replace(without, named_places=True)).retrieve(plain, 5) == named_retriever(without).retrieve(
@@ -275,10 +277,47 @@ def test_with_a_translation_a_word_match_counts_only_in_the_query_s_own_language
     # nothing, the French query's counts.
     assert (found[FRENCH.id].dense_rank, found[ENGLISH.id].dense_rank) == (1, 2)
     assert (found[FRENCH.id].fused, found[ENGLISH.id].fused) == (2 / (k + 1), 2 / (k + 2))
-    # Found by words only: ranked by them, its similarity to the question in its language from its stored vector.
+    # Found by words only: its similarity to the question in its language comes from its stored vector, and the
+    # dense list ranks it by that similarity too, after the two chunks the dense searches found.
     wordy = found[WORDY.id]
-    assert wordy.dense_rank is None and wordy.sentence_rank is None and wordy.fused == 1 / (k + 1)
     assert wordy.similarity == pytest.approx(0.3 / 1.09**0.5, abs=1e-6)
+    assert wordy.dense_rank == 3 and wordy.sentence_rank is None and wordy.fused == 1 / (k + 3) + 1 / (k + 1)
+
+
+class SentenceVectorStore(VectorListStore):
+    """Chunks with a vector for their whole text and another for their one sentence."""
+
+    def __init__(self, chunks_and_vectors: list[tuple[Chunk, list[float], list[float]]]):
+        super().__init__([(c, whole) for c, whole, _ in chunks_and_vectors])
+        self.sentences = VectorListStore([(c, sentence) for c, _, sentence in chunks_and_vectors])
+
+    def sentence_search(self, vector, k, sources=None, language=None):
+        return self.sentences.sentence_search(vector, k, sources, language)
+
+
+def test_a_chunk_below_the_dense_search_s_depth_keeps_its_dense_vote():
+    """The dense search returns its first `candidates`; a chunk that the sentence search puts first but whose whole
+    text ranks just below that depth got no dense vote at all, and lost to one that both lists put second and
+    third. Every candidate's similarity is known, so each gets the rank it has (`rag.retrieval` docstring)."""
+    a, b, d, target = (chunk(n, f"Texte {name} sans rapport.") for n, name in enumerate("ABDT"))
+    store = SentenceVectorStore(
+        [
+            (a, [1.0, 0.05], [1.0, 0.05]),  # dense 1st, sentence 2nd
+            (b, [1.0, 0.10], [1.0, 0.10]),  # dense 2nd, sentence 3rd
+            (d, [1.0, 0.15], [1.0, 0.90]),  # dense 3rd, no sentence rank
+            (target, [1.0, 0.30], [1.0, 0.0]),  # dense 4th (below the depth of 3), sentence 1st
+        ]
+    )
+    chunks = [a, b, d, target]
+    lexical = LexicalIndex.build([c.id for c in chunks], [c.source for c in chunks], [c.text for c in chunks])
+    weights = FusionWeights(candidates=3, decisive_lexical_ratio=None)
+    for translations in ({}, {"en": "Question?"}):  # as asked, and searched in each language's own words
+        for ranks_all, expected in ((False, [a.id, b.id]), (True, [a.id, target.id])):  # the case, then the fix
+            retriever = HybridRetriever(
+                store, lambda: lexical, lambda text: [1.0, 0.0], replace(weights, dense_ranks_all=ranks_all)
+            )
+            found = retriever.retrieve("Question ?", 2, language="fr", translations=translations)
+            assert [p.chunk_id for p in found] == expected, (translations, ranks_all)
 
 
 _TIES = """
