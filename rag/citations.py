@@ -685,13 +685,14 @@ class Attributor:
         contradicting: list[tuple[_Candidate, Check]],
         other_figures: list[_Candidate],
     ) -> tuple[tuple[int, int, int], Support] | None:
-        """Another document that says otherwise about what the claim states: a quote as alike as the one cited
-        that the verifier finds contradicts it, or that gives the same kind of figure with another value
+        """Another document that says otherwise about what the claim states: a quote alike enough that the verifier
+        finds disagrees with it (`Check.disagrees`: not one that uses the figure for another measure, which is about
+        something else), or that gives the same kind of figure with another value
         ("5,6 millions de dollars" for R1 in one document, "$5.576M" for V3 in another). Within the cited
         document, two sentences are read as one text, not as two sources."""
         cited_sources = {self.passages[index].source for _, _, index, _ in chosen}
         claim_kinds = _figure_kinds(claim)
-        found: list[tuple[_Candidate, str]] = [(c, check.reason) for c, check in contradicting]
+        found: list[tuple[_Candidate, str]] = [(c, check.reason) for c, check in contradicting if check.disagrees]
         for candidate in sorted(other_figures, reverse=True):
             quote = self._unit_text(candidate)
             theirs = _figure_kinds(quote)

@@ -32,6 +32,10 @@ Verdict = Literal["supported", "contradicted", "not_supported"]
 class Check:
     verdict: Verdict
     reason: str = ""  # what the verifier saw, in words a reader understands
+    # For "contradicted": whether the quote states otherwise about the same thing (a negation, a comparison the
+    # other way, another figure for the same name), so that another document saying so is a conflict of sources.
+    # A quote that uses the figure for another measure, or adds a condition, is not about the same claim.
+    disagrees: bool = False
 
 
 SUPPORTED = Check("supported")
@@ -114,21 +118,21 @@ _DENIAL_AFTER = re.compile(
 _SCOPE_END = re.compile(r"[,;:.!?]\s")  # a comma, a semicolon, a colon or a sentence end, before a space
 
 
-def _scope(folded: str, end: int) -> set[str]:
+def _scope(folded: str, end: int, words: int = _SCOPE_WORDS) -> set[str]:
     """The prefixes of the content words a marker ending at `end` applies to: the next few, within its clause."""
     after = folded[end:]
     stop = _SCOPE_END.search(after)
     following = _WORD.findall(after[: stop.start()] if stop else after)
-    return _prefixes(_content_words(following)[:_SCOPE_WORDS])
+    return _prefixes(_content_words(following)[:words])
 
 
-def _negation_scopes(text: str) -> list[set[str]]:
-    """For each negation or hedge in a text, the prefixes of the content words it applies to."""
+def _negation_scopes(text: str, words: int = _SCOPE_WORDS) -> list[set[str]]:
+    """For each negation or hedge in a text, the prefixes of the content words it applies to (the first `words`)."""
     folded = _NOT_ONLY.sub(" ", _folded(text))
     if _NE_QUE.search(folded) and not re.search(r"\b(?:pas|jamais|rien|aucune?|guere)\b", folded):
         folded = _NE_QUE.sub(" ", folded)
     return [
-        _scope(folded, match.end())
+        _scope(folded, match.end(), words)
         for match in _NEGATION.finditer(folded)
         if (match.group(0) not in _NE_ONLY or _NE.search(folded[: match.start()]))
         and not _DENIAL_AFTER.match(folded, match.end())
@@ -150,14 +154,16 @@ def negated(text: str) -> bool:
     return bool(_negation_scopes(text))
 
 
-def opposed(negative: str, positive: str) -> bool:
+def opposed(negative: str, positive: str, words: int = _SCOPE_WORDS) -> bool:
     """Whether `negative` denies what `positive` affirms: it holds a negation that applies to words `positive`
     states too, and `positive` holds no negation at all. A negation elsewhere in the sentence ("…, sans aucune
-    incitation") is about something else and does not count."""
+    incitation") is about something else and does not count. With `words` = 1, only the word right after the
+    negation counts (the negated word itself, not its object: "n'empêchent pas l'innovation chinoise" denies
+    nothing about "une entreprise chinoise")."""
     if negated(positive):
         return False
     stated = _prefixes(_WORD.findall(_folded(positive)))
-    if any(scope & stated for scope in _negation_scopes(negative)):
+    if any(scope & stated for scope in _negation_scopes(negative, words)):
         return True
     # "not only X" denies "only X", and nothing else of X
     restricted = _restrictions(positive, denied=False)
@@ -288,19 +294,22 @@ class MeaningRules:
         answer, body = split_yes_no(claim)
         if answer == "yes" and (opposed(body, question) or reversed_comparison(body, question)):
             return Check("contradicted", "the answer says yes but states the opposite of what was asked")
+        # A negation contradicts when it covers any of the next few words; two sources disagree only when it
+        # covers the very word the other states (`Check.disagrees`): a note that the sources differ is shown to the
+        # reader, while a withheld sentence only costs an answer.
         if opposed(quote, body) and not _same_negation(quote, question):
             # (A negative question, "why did X not …?", is answered without repeating its negation.)
-            return Check("contradicted", "the source says the opposite (negation)")
+            return Check("contradicted", "the source says the opposite (negation)", opposed(quote, body, words=1))
         if opposed(body, quote):
-            return Check("contradicted", "the source says the opposite (negation)")
+            return Check("contradicted", "the source says the opposite (negation)", opposed(body, quote, words=1))
         if reversed_comparison(body, quote):
-            return Check("contradicted", "the source compares the other way (more/less)")
+            return Check("contradicted", "the source compares the other way (more/less)", disagrees=True)
         if answer == "yes" and _RESTRICTION.search(_folded(quote)) and not _CONDITION.search(_folded(body)):
             return Check("contradicted", "the source allows it only under a condition the answer leaves out")
         if "|" not in quote:  # table rows bind figures by column, which a clause cannot show
             misbound = self._misbound_figure(body, quote)
             if misbound:
-                return Check("contradicted", f"the source gives {misbound[0]} for {misbound[1]}")
+                return Check("contradicted", f"the source gives {misbound[0]} for {misbound[1]}", disagrees=True)
             if self._figure_of_another_measure(body, quote):
                 return Check("contradicted", "the source gives this figure for something else")
         return SUPPORTED

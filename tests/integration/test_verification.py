@@ -359,6 +359,66 @@ def test_two_sources_that_differ_are_both_cited_and_the_answer_says_so(embedder)
     assert (second.source, second.support.verdict, second.support.reason) == ("news.md", "differs", "gives 12")
 
 
+SAMPLED = "For benchmarks requiring sampling, we generate 64 responses per query to estimate pass@1."
+README = passage(1, "r1", "readme.md", "en", SAMPLED)
+BOUND = (
+    "We generate k responses per question (typically between 4 and 64, depending on the test set size) "
+    "to estimate pass@1."
+)
+PAPER = passage(2, "p1", "paper.pdf", "en", BOUND)
+
+
+def test_a_source_that_uses_the_figure_for_another_measure_is_no_conflict(embedder) -> None:
+    """The paper's 64 is a bound on k that depends on the test set, not another count of responses: its quote
+    supports nothing (the figure rule), and it does not disagree either, so no "sources differ" note is added."""
+    question = "How many responses per query does the README generate to estimate pass@1?"
+    claim = "The README generates 64 responses per query to estimate pass@1."
+    sentences = build_passage_sentences(embedder, [README, PAPER])
+    attributor = Attributor(embedder, sentences, question=question, language="en")
+    assert MeaningRules().verify(claim, PAPER.text, question=question).reason == (
+        "the source gives this figure for something else"
+    )  # the case: before, this verdict made a note
+    streamer = CitationStreamer(
+        attributor, refusal=REFUSAL, drop_unsupported=True, conflict_note="The sources differ on this point"
+    )
+    list(streamer.feed(claim)) + list(streamer.finish())
+    result = streamer.result()
+    assert result.text == f"{claim} [1]" and [c.source for c in result.citations] == ["readme.md"]
+
+
+MARKET = (
+    "Pour une entreprise chinoise d’IA ayant l’ambition de se développer à l’étranger, et en particulier sur le "
+    "lucratif marché américain, les défis commencent vraiment maintenant."
+)
+EXPORTS = (
+    "DeepSeek a démontré que les restrictions américaines sur l'exportation de puces n'empêchent pas l'innovation "
+    "chinoise en IA mais stimulent au contraire des approches plus efficientes."
+)
+
+
+def test_a_negation_of_another_word_of_the_sentence_is_no_conflict_of_sources(embedder) -> None:
+    """ "n'empêchent pas l'innovation chinoise" denies a hindrance, not what an article says of "une entreprise
+    chinoise": the negation's wider reach (three words) still withholds a claim it touches, but a note that the
+    sources differ needs the negated word itself to be the one the other source states."""
+    passages = [passage(1, "a1", "article.txt", "fr", MARKET), passage(2, "n1", "news.md", "fr", EXPORTS)]
+    # asked in English and answered with the article's sentence, as the extractive generator does
+    question = "Which foreign market does the article single out as lucrative for Chinese AI firms?"
+    assert MeaningRules().verify(MARKET, EXPORTS, question=question).verdict == "contradicted"  # the case
+    sentences = build_passage_sentences(embedder, passages)
+    attributor = Attributor(embedder, sentences, question=question, language="en")
+    streamer = CitationStreamer(
+        attributor, refusal=REFUSAL, drop_unsupported=True, conflict_note="The sources differ on this point"
+    )
+    list(streamer.feed(MARKET)) + list(streamer.finish())
+    result = streamer.result()
+    assert result.text == f"{MARKET} [1]" and [c.source for c in result.citations] == ["article.txt"]
+    # A negation of the word the other states is a conflict, as before: "hardly comparable" against "comparable".
+    check = MeaningRules().verify(
+        "DeepSeek est comparable à GPT-4.", "DeepSeek est difficilement comparable à GPT-4.", question=""
+    )
+    assert check.verdict == "contradicted" and check.disagrees
+
+
 # --- names and years a passage must state (attribution's first stage, every verifier) -----------------------
 LEASING = passage(
     1,
