@@ -686,8 +686,8 @@ class Attributor:
         other_figures: list[_Candidate],
     ) -> tuple[tuple[int, int, int], Support] | None:
         """Another document that says otherwise about what the claim states: a quote alike enough that the verifier
-        finds disagrees with it (`Check.disagrees`: not one that uses the figure for another measure, which is about
-        something else), or that gives the same kind of figure with another value
+        finds disagrees with it (`Check.disagrees`: not one that uses the figure for another measure or adds a
+        condition, which speaks of something else), or that gives the same kind of figure with another value
         ("5,6 millions de dollars" for R1 in one document, "$5.576M" for V3 in another). Within the cited
         document, two sentences are read as one text, not as two sources."""
         cited_sources = {self.passages[index].source for _, _, index, _ in chosen}

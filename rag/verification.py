@@ -157,8 +157,8 @@ def negated(text: str) -> bool:
 def opposed(negative: str, positive: str, words: int = _SCOPE_WORDS) -> bool:
     """Whether `negative` denies what `positive` affirms: it holds a negation that applies to words `positive`
     states too, and `positive` holds no negation at all. A negation elsewhere in the sentence ("…, sans aucune
-    incitation") is about something else and does not count. With `words` = 1, only the word right after the
-    negation counts (the negated word itself, not its object: "n'empêchent pas l'innovation chinoise" denies
+    incitation") is about something else and does not count. With `words` = 1, only the first content word after
+    the negation counts (the negated word itself, not its object: "n'empêchent pas l'innovation chinoise" denies
     nothing about "une entreprise chinoise")."""
     if negated(positive):
         return False
@@ -280,6 +280,9 @@ def reversed_comparison(claim: str, other: str) -> bool:
     return any((_OPPOSITE_WAY[way], word) in theirs and (way, word) not in theirs for way, word in _comparisons(claim))
 
 
+_OPPOSITE = "the source says the opposite (negation)"
+
+
 def _same_negation(text: str, other: str) -> bool:
     """Whether both texts deny the same thing (a negative question and the quote that answers it)."""
     theirs = _negation_scopes(other)
@@ -299,9 +302,9 @@ class MeaningRules:
         # reader, while a withheld sentence only costs an answer.
         if opposed(quote, body) and not _same_negation(quote, question):
             # (A negative question, "why did X not …?", is answered without repeating its negation.)
-            return Check("contradicted", "the source says the opposite (negation)", opposed(quote, body, words=1))
+            return Check("contradicted", _OPPOSITE, disagrees=opposed(quote, body, words=1))
         if opposed(body, quote):
-            return Check("contradicted", "the source says the opposite (negation)", opposed(body, quote, words=1))
+            return Check("contradicted", _OPPOSITE, disagrees=opposed(body, quote, words=1))
         if reversed_comparison(body, quote):
             return Check("contradicted", "the source compares the other way (more/less)", disagrees=True)
         if answer == "yes" and _RESTRICTION.search(_folded(quote)) and not _CONDITION.search(_folded(body)):
