@@ -342,17 +342,22 @@ FAQ = passage(
 NEWS = passage(2, "n1", "news.md", "en", "Training DeepSeek-R1 cost about 12 million dollars, according to analysts.")
 
 
-def test_two_sources_that_differ_are_both_cited_and_the_answer_says_so(embedder) -> None:
-    question = "How much did training DeepSeek-R1 cost?"
-    passages = [FAQ, NEWS]
-    sentences = build_passage_sentences(embedder, passages)
-    attributor = Attributor(embedder, sentences, question=question, language="en")
+def answered_with_notes(embedder, passages: list, question: str, answer: str):
+    """`answer` through the citation streamer (withholding) with the "sources differ" note on, for an English
+    question: the result and the text streamed."""
+    attributor = Attributor(embedder, build_passage_sentences(embedder, passages), question=question, language="en")
     streamer = CitationStreamer(
         attributor, refusal=REFUSAL, drop_unsupported=True, conflict_note="The sources differ on this point"
     )
-    events = list(streamer.feed("Training DeepSeek-R1 cost 5.6 million dollars.")) + list(streamer.finish())
-    result = streamer.result()
-    assert "".join(e.text for e in events if e.type == "token") == result.text
+    events = list(streamer.feed(answer)) + list(streamer.finish())
+    return streamer.result(), "".join(e.text for e in events if e.type == "token")
+
+
+def test_two_sources_that_differ_are_both_cited_and_the_answer_says_so(embedder) -> None:
+    question = "How much did training DeepSeek-R1 cost?"
+    answer = "Training DeepSeek-R1 cost 5.6 million dollars."
+    result, streamed = answered_with_notes(embedder, [FAQ, NEWS], question, answer)
+    assert streamed == result.text
     assert result.text == "Training DeepSeek-R1 cost 5.6 million dollars. [1] The sources differ on this point [2]."
     first, second = result.citations
     assert (first.source, first.support.verdict) == ("faq.md", "supported")
@@ -373,16 +378,10 @@ def test_a_source_that_uses_the_figure_for_another_measure_is_no_conflict(embedd
     supports nothing (the figure rule), and it does not disagree either, so no "sources differ" note is added."""
     question = "How many responses per query does the README generate to estimate pass@1?"
     claim = "The README generates 64 responses per query to estimate pass@1."
-    sentences = build_passage_sentences(embedder, [README, PAPER])
-    attributor = Attributor(embedder, sentences, question=question, language="en")
     assert MeaningRules().verify(claim, PAPER.text, question=question).reason == (
         "the source gives this figure for something else"
     )  # the case: before, this verdict made a note
-    streamer = CitationStreamer(
-        attributor, refusal=REFUSAL, drop_unsupported=True, conflict_note="The sources differ on this point"
-    )
-    list(streamer.feed(claim)) + list(streamer.finish())
-    result = streamer.result()
+    result, _ = answered_with_notes(embedder, [README, PAPER], question, claim)
     assert result.text == f"{claim} [1]" and [c.source for c in result.citations] == ["readme.md"]
 
 
@@ -404,13 +403,7 @@ def test_a_negation_of_another_word_of_the_sentence_is_no_conflict_of_sources(em
     # asked in English and answered with the article's sentence, as the extractive generator does
     question = "Which foreign market does the article single out as lucrative for Chinese AI firms?"
     assert MeaningRules().verify(MARKET, EXPORTS, question=question).verdict == "contradicted"  # the case
-    sentences = build_passage_sentences(embedder, passages)
-    attributor = Attributor(embedder, sentences, question=question, language="en")
-    streamer = CitationStreamer(
-        attributor, refusal=REFUSAL, drop_unsupported=True, conflict_note="The sources differ on this point"
-    )
-    list(streamer.feed(MARKET)) + list(streamer.finish())
-    result = streamer.result()
+    result, _ = answered_with_notes(embedder, passages, question, MARKET)
     assert result.text == f"{MARKET} [1]" and [c.source for c in result.citations] == ["article.txt"]
     # A negation of the word the other states is a conflict, as before: "hardly comparable" against "comparable".
     check = MeaningRules().verify(
